@@ -1,0 +1,34 @@
+# One entry point for users, developers and CI.
+#   make check   set everything up on a fresh machine, then lint, type-check and run every test
+#   make quick   the fast loop: no slow (real-process) tests
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: check setup lint typecheck test quick bench
+
+check: setup lint typecheck test
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+test: setup
+	$(BIN)/pytest
+
+quick: setup
+	$(BIN)/pytest -m "not slow" -q
+
+bench: setup
+	$(BIN)/python benchmarks/leases.py

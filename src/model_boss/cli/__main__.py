@@ -1,0 +1,5 @@
+import sys
+
+from model_boss.cli import main
+
+sys.exit(main())
