@@ -1,0 +1,105 @@
+"""Effects: what the scheduler asks its owner (the engine, or the simulator) to do."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from model_boss.scheduling._types import RequestId, SlotId
+
+__all__ = [
+    "AbortRequest",
+    "AcquireLease",
+    "Dispatch",
+    "Effect",
+    "LoadRefused",
+    "Reject",
+    "ReleaseLease",
+    "StartSlot",
+    "StopSlot",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class AcquireLease:
+    """Take ``mb_per_pool`` MB on every pool of ``pools`` (all or nothing) for ``slot_id``.
+
+    Answer with ``LeaseGranted`` or ``LeaseDenied``.
+    """
+
+    slot_id: SlotId
+    model: str
+    pools: tuple[str, ...]
+    mb_per_pool: int
+    priority: int
+
+
+@dataclass(frozen=True, slots=True)
+class StartSlot:
+    """Start a backend for ``model`` on ``pools``; answer with ``SlotReady`` or ``SlotFailed``."""
+
+    slot_id: SlotId
+    model: str
+    pools: tuple[str, ...]
+    mb_per_pool: int
+
+
+@dataclass(frozen=True, slots=True)
+class StopSlot:
+    """Stop the backend of ``slot_id`` (it has no running request); answer with ``SlotStopped``."""
+
+    slot_id: SlotId
+    model: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseLease:
+    """Give the lease of ``slot_id`` back to the ledger."""
+
+    slot_id: SlotId
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """Send request ``request_id`` to the backend of ``slot_id``; answer with ``RequestDone``."""
+
+    request_id: RequestId
+    slot_id: SlotId
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class AbortRequest:
+    """Stop the running request ``request_id`` on ``slot_id`` (it was cancelled)."""
+
+    request_id: RequestId
+    slot_id: SlotId
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """Answer ``request_id`` with an error; ``code`` is an HTTP-like status (429, 404, 503...)."""
+
+    request_id: RequestId
+    reason: str
+    code: int = 503
+
+
+@dataclass(frozen=True, slots=True)
+class LoadRefused:
+    """An ``AdminLoad`` cannot be carried out now."""
+
+    model: str
+    reason: str
+
+
+Effect = (
+    AcquireLease
+    | StartSlot
+    | StopSlot
+    | ReleaseLease
+    | Dispatch
+    | AbortRequest
+    | Reject
+    | LoadRefused
+)

@@ -1,0 +1,147 @@
+"""Events: everything the scheduler learns about the world. Time always comes in as ``now``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from model_boss.scheduling._types import RequestId, SlotId
+
+__all__ = [
+    "AdminLoad",
+    "AdminUnload",
+    "Event",
+    "LeaseDenied",
+    "LeaseGranted",
+    "PreemptAsked",
+    "RequestArrived",
+    "RequestCancelled",
+    "RequestDone",
+    "SlotFailed",
+    "SlotReady",
+    "SlotStopped",
+    "Tick",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestArrived:
+    """A client request for ``model``; ``priority`` is numeric (see ``parse_priority``)."""
+
+    now: float
+    request_id: RequestId
+    model: str
+    priority: int = 10
+    client: str = "anonymous"
+    stay_warm_s: float | None = None
+    cooldown_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RequestCancelled:
+    """The client went away: drop the request if queued, free its place if running."""
+
+    now: float
+    request_id: RequestId
+
+
+@dataclass(frozen=True, slots=True)
+class RequestDone:
+    """A dispatched request finished (successfully or not) and its slot has room again."""
+
+    now: float
+    request_id: RequestId
+    ok: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseGranted:
+    """The ledger granted the memory asked for by ``AcquireLease(slot_id)``."""
+
+    now: float
+    slot_id: SlotId
+    token: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseDenied:
+    """The ledger could not grant ``AcquireLease(slot_id)`` (other holders use the memory)."""
+
+    now: float
+    slot_id: SlotId
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SlotReady:
+    """The backend of ``slot_id`` answers; ``footprint_mb`` is its measured memory, if known."""
+
+    now: float
+    slot_id: SlotId
+    footprint_mb: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SlotFailed:
+    """The backend of ``slot_id`` failed to start or died."""
+
+    now: float
+    slot_id: SlotId
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SlotStopped:
+    """The backend of ``slot_id`` has exited after ``StopSlot``; its memory is free."""
+
+    now: float
+    slot_id: SlotId
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Time passed; send one at ``Scheduler.next_wakeup()`` (or periodically)."""
+
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class AdminLoad:
+    """Load ``model`` now (``replicas`` slots, default the manifest's); keep it until unloaded."""
+
+    now: float
+    model: str
+    replicas: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AdminUnload:
+    """Unload every slot of ``model`` once its running requests finish (pinned ones too)."""
+
+    now: float
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class PreemptAsked:
+    """A waiter of ``priority`` at the ledger asks for ``mb`` back on ``pool``."""
+
+    now: float
+    pool: str
+    mb: int
+    priority: int
+
+
+Event = (
+    RequestArrived
+    | RequestCancelled
+    | RequestDone
+    | LeaseGranted
+    | LeaseDenied
+    | SlotReady
+    | SlotFailed
+    | SlotStopped
+    | Tick
+    | AdminLoad
+    | AdminUnload
+    | PreemptAsked
+)

@@ -1,0 +1,75 @@
+"""Eviction: which slots to stop to free memory. A pure function of its arguments.
+
+A candidate's *keep value* is the reload cost we expect to pay if it goes::
+
+    value = load_s * rate_per_s * weight(last_priority)        (seconds of loading per second)
+    weight(p) = 1 / p                                         (urgent 1.0 ... batch 0.02)
+
+and victims are taken cheapest *per MB freed* first, then the set is pruned of members that
+are not needed to reach the target. Pinned slots are never candidates; busy slots are only
+taken when idle ones are not enough, and then the busy ones are drained, not killed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from model_boss.scheduling._types import SlotId
+
+__all__ = ["VictimCandidate", "keep_value", "victims"]
+
+_BUSY_PENALTY = 1e9
+
+
+@dataclass(frozen=True, slots=True)
+class VictimCandidate:
+    slot_id: SlotId
+    mb: int
+    load_s: float
+    rate_per_s: float
+    last_priority: int = 10
+    pinned: bool = False
+    busy: bool = False
+
+
+def keep_value(c: VictimCandidate) -> float:
+    """Expected reload seconds per second if ``c`` is evicted (higher = keep it)."""
+    value = c.load_s * c.rate_per_s / max(1, c.last_priority)
+    return value + _BUSY_PENALTY if c.busy else value
+
+
+def victims(
+    need_mb: int, slots: Sequence[VictimCandidate], *, allow_busy: bool = False
+) -> list[SlotId] | None:
+    """The cheapest set of slots whose memory adds up to ``need_mb``; None if there is none.
+
+    ``[]`` means nothing has to go (``need_mb <= 0``).
+    """
+    chosen = select(need_mb, slots, allow_busy=allow_busy)
+    return None if chosen is None else [c.slot_id for c in chosen[1]]
+
+
+def select(
+    need_mb: int, slots: Sequence[VictimCandidate], *, allow_busy: bool = False
+) -> tuple[float, list[VictimCandidate]] | None:
+    """Like :func:`victims`, also returning the summed keep value of the chosen set."""
+    if need_mb <= 0:
+        return 0.0, []
+    pool = [c for c in slots if not c.pinned and (allow_busy or not c.busy)]
+    if sum(c.mb for c in pool) < need_mb:
+        return None
+    pool.sort(key=lambda c: (keep_value(c) / c.mb, -c.mb))
+    chosen: list[VictimCandidate] = []
+    freed = 0
+    for c in pool:
+        chosen.append(c)
+        freed += c.mb
+        if freed >= need_mb:
+            break
+    # Prune: drop the most valuable members that the target does not need.
+    for c in sorted(chosen, key=keep_value, reverse=True):
+        if freed - c.mb >= need_mb:
+            chosen.remove(c)
+            freed -= c.mb
+    return sum(keep_value(c) for c in chosen), chosen

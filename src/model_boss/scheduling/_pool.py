@@ -1,0 +1,185 @@
+"""The model pool: slots with their state machine, and memory accounting per pool (GPU).
+
+A slot is one backend process of one model, on one pool or split over several::
+
+    PENDING --lease granted--> LOADING --ready--> READY --drain--> DRAINING --stopped--> STOPPED
+       |                          |                 |                  ^
+       +--denied/failed--> FAILED <--failed---------+    (any live state may drain)
+
+Two sums per pool: ``promised_mb`` counts slots that will hold memory (PENDING, LOADING,
+READY) and is what placement sees; ``used_mb`` counts memory actually leased (from the
+``AcquireLease`` until ``SlotStopped``). A DRAINING slot has left ``promised_mb`` but not
+``used_mb``, so its memory can be promised to a PENDING slot that waits for it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from model_boss.scheduling._types import PoolSpec, SlotId
+
+__all__ = ["MemoryPool", "ModelPool", "Slot", "SlotState"]
+
+
+class SlotState(enum.Enum):
+    PENDING = "pending"
+    LOADING = "loading"
+    READY = "ready"
+    DRAINING = "draining"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+_LIVE = frozenset({SlotState.PENDING, SlotState.LOADING, SlotState.READY})
+
+
+@dataclass(slots=True, eq=False)
+class Slot:
+    slot_id: SlotId
+    model: str
+    pools: tuple[str, ...]
+    mb_per_pool: int
+    created: float
+    pinned: bool = False
+    stay_warm_s: float = 300.0
+    state: SlotState = SlotState.PENDING
+    lease_requested: bool = False
+    started: bool = False
+    stop_sent: bool = False
+    inflight: int = 0
+    last_used: float = 0.0
+    last_priority: int = 10
+    idle_version: int = 0
+
+    @property
+    def live(self) -> bool:
+        return self.state in _LIVE
+
+    @property
+    def total_mb(self) -> int:
+        return self.mb_per_pool * len(self.pools)
+
+
+@dataclass(slots=True)
+class MemoryPool:
+    pool_id: str
+    capacity_mb: int
+    promised_mb: int = 0
+    used_mb: int = 0
+    slots: dict[SlotId, Slot] = field(default_factory=dict)
+
+    @property
+    def free_mb(self) -> int:
+        """Memory not promised to any live slot: what placement may hand out."""
+        return self.capacity_mb - self.promised_mb
+
+
+class ModelPool:
+    """Every slot and every pool; the only code that changes a slot's state."""
+
+    def __init__(self, pools: Sequence[PoolSpec]) -> None:
+        if not pools:
+            raise ValueError("the scheduler needs at least one memory pool")
+        self.pools: dict[str, MemoryPool] = {
+            p.pool_id: MemoryPool(p.pool_id, p.capacity_mb) for p in pools
+        }
+        self.slots: dict[SlotId, Slot] = {}
+        self._next_id = 0
+
+    def __iter__(self) -> Iterator[Slot]:
+        return iter(self.slots.values())
+
+    @property
+    def largest_capacity_mb(self) -> int:
+        return max(p.capacity_mb for p in self.pools.values())
+
+    @property
+    def total_capacity_mb(self) -> int:
+        return sum(p.capacity_mb for p in self.pools.values())
+
+    def create(
+        self,
+        model: str,
+        pools: tuple[str, ...],
+        mb_per_pool: int,
+        now: float,
+        *,
+        pinned: bool = False,
+        stay_warm_s: float = 300.0,
+    ) -> Slot:
+        self._next_id += 1
+        slot = Slot(self._next_id, model, pools, mb_per_pool, now, pinned, stay_warm_s)
+        slot.last_used = now
+        self.slots[slot.slot_id] = slot
+        for pool_id in pools:
+            pool = self.pools[pool_id]
+            pool.promised_mb += mb_per_pool
+            pool.slots[slot.slot_id] = slot
+        return slot
+
+    def can_lease(self, slot: Slot) -> bool:
+        """True once every pool of a PENDING slot physically has its memory free."""
+        return all(
+            self.pools[p].capacity_mb - self.pools[p].used_mb >= slot.mb_per_pool
+            for p in slot.pools
+        )
+
+    def lease_requested(self, slot: Slot) -> None:
+        assert slot.state is SlotState.PENDING
+        assert not slot.lease_requested
+        slot.lease_requested = True
+        for pool_id in slot.pools:
+            self.pools[pool_id].used_mb += slot.mb_per_pool
+
+    def loading(self, slot: Slot) -> bool:
+        if slot.state is not SlotState.PENDING or not slot.lease_requested:
+            return False
+        slot.state = SlotState.LOADING
+        slot.started = True
+        return True
+
+    def ready(self, slot: Slot, now: float) -> bool:
+        if slot.state is not SlotState.LOADING:
+            return False
+        slot.state = SlotState.READY
+        slot.last_used = now
+        return True
+
+    def drain(self, slot: Slot) -> bool:
+        """Take a live slot out of service; its memory stays used until ``stopped``."""
+        if not slot.live:
+            return False
+        self._unpromise(slot)
+        slot.state = SlotState.DRAINING
+        return True
+
+    def stopped(self, slot: Slot) -> bool:
+        if slot.state is SlotState.STOPPED or slot.state is SlotState.FAILED:
+            return False
+        if slot.live:
+            self._unpromise(slot)
+        self._finish(slot, SlotState.STOPPED)
+        return True
+
+    def failed(self, slot: Slot) -> bool:
+        if slot.state is SlotState.STOPPED or slot.state is SlotState.FAILED:
+            return False
+        if slot.live:
+            self._unpromise(slot)
+        self._finish(slot, SlotState.FAILED)
+        return True
+
+    def _unpromise(self, slot: Slot) -> None:
+        for pool_id in slot.pools:
+            self.pools[pool_id].promised_mb -= slot.mb_per_pool
+
+    def _finish(self, slot: Slot, state: SlotState) -> None:
+        for pool_id in slot.pools:
+            pool = self.pools[pool_id]
+            if slot.lease_requested:
+                pool.used_mb -= slot.mb_per_pool
+            pool.slots.pop(slot.slot_id, None)
+        slot.state = state
+        self.slots.pop(slot.slot_id, None)

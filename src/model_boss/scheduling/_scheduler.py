@@ -1,0 +1,546 @@
+"""The scheduler: one pure state machine, events in, effects out (see DESIGN.md beside it)."""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from model_boss.scheduling._effects import (
+    AbortRequest,
+    AcquireLease,
+    Dispatch,
+    Effect,
+    LoadRefused,
+    Reject,
+    ReleaseLease,
+    StartSlot,
+    StopSlot,
+)
+from model_boss.scheduling._events import (
+    AdminLoad,
+    AdminUnload,
+    Event,
+    LeaseDenied,
+    LeaseGranted,
+    PreemptAsked,
+    RequestArrived,
+    RequestCancelled,
+    RequestDone,
+    SlotFailed,
+    SlotReady,
+    SlotStopped,
+    Tick,
+)
+from model_boss.scheduling._eviction import VictimCandidate, victims
+from model_boss.scheduling._placement import Placement, PoolView, place
+from model_boss.scheduling._pool import ModelPool, Slot, SlotState
+from model_boss.scheduling._queue import CooldownGate, QueuedRequest, RequestQueue
+from model_boss.scheduling._types import ModelProfile, PoolSpec, RequestId, SchedulerConfig
+
+__all__ = ["Scheduler"]
+
+
+@dataclass(slots=True, eq=False)
+class _Model:
+    profile: ModelProfile
+    vram_mb: int
+    slots: list[Slot] = field(default_factory=list)
+    rate_count: float = 0.0
+    rate_t: float = 0.0
+    retry_at: float = -math.inf
+
+
+class Scheduler:
+    """Decides what runs, what loads and what is evicted; never does any of it itself.
+
+    Feed every event to :meth:`handle` in time order and carry out the effects it returns;
+    send a :class:`Tick` at :meth:`next_wakeup` (sooner is harmless).
+    """
+
+    def __init__(
+        self,
+        models: Iterable[ModelProfile],
+        pools: Sequence[PoolSpec],
+        config: SchedulerConfig | None = None,
+    ) -> None:
+        self.config = config or SchedulerConfig()
+        self.models: dict[str, _Model] = {p.model_id: _Model(p, p.vram_mb) for p in models}
+        self.pool = ModelPool(pools)
+        self.queue = RequestQueue(self.config.aging_s_per_level)
+        self.gate = CooldownGate()
+        self._inflight: dict[RequestId, tuple[Slot, QueuedRequest]] = {}
+        self._pending: list[Slot] = []
+        self._idle: list[tuple[float, int, int]] = []
+        self._wakeups: list[float] = []
+        self._dirty: dict[str, None] = {}
+        self._loads_dirty = False
+        self._blocked = False
+        self._started = False
+        self._handlers: dict[type[Any], Callable[[Any, list[Effect]], None]] = {
+            RequestArrived: self._on_arrived,
+            RequestCancelled: self._on_cancelled,
+            RequestDone: self._on_done,
+            LeaseGranted: self._on_lease_granted,
+            LeaseDenied: self._on_lease_denied,
+            SlotReady: self._on_ready,
+            SlotFailed: self._on_failed,
+            SlotStopped: self._on_stopped,
+            Tick: self._on_tick,
+            AdminLoad: self._on_admin_load,
+            AdminUnload: self._on_admin_unload,
+            PreemptAsked: self._on_preempt,
+        }
+
+    # -- public -----------------------------------------------------------------------------
+
+    def handle(self, event: Event) -> list[Effect]:
+        """Apply one event; return the effects to carry out, in order."""
+        out: list[Effect] = []
+        if not self._started:
+            self._started = True
+            self._start_pinned(event.now, out)
+        self._handlers[type(event)](event, out)
+        self._pump(event.now, out)
+        return out
+
+    def next_wakeup(self) -> float | None:
+        """The earliest time at which a :class:`Tick` may change something, if any."""
+        times: list[float] = []
+        release = self.gate.next_release()
+        if release is not None:
+            times.append(release)
+        if self._idle:
+            times.append(self._idle[0][0])
+        if self._wakeups:
+            times.append(self._wakeups[0])
+        return min(times) if times else None
+
+    @property
+    def queue_length(self) -> int:
+        """Requests waiting: queued plus held back by a client cooldown."""
+        return len(self.queue) + len(self.gate)
+
+    @property
+    def running(self) -> int:
+        return len(self._inflight)
+
+    # -- events -----------------------------------------------------------------------------
+
+    def _on_arrived(self, ev: RequestArrived, out: list[Effect]) -> None:
+        m = self.models.get(ev.model)
+        if m is None:
+            out.append(Reject(ev.request_id, f"unknown model {ev.model!r}", 404))
+            return
+        if not m.profile.enabled and not m.slots:
+            out.append(Reject(ev.request_id, f"model {ev.model!r} is disabled", 409))
+            return
+        if not self._fits(m):
+            largest = self.pool.largest_capacity_mb
+            out.append(
+                Reject(
+                    ev.request_id,
+                    f"model {ev.model!r} needs {m.vram_mb} MB; the largest pool has {largest} MB",
+                    507,
+                )
+            )
+            return
+        if self.queue_length >= self.config.max_queue:
+            reason = f"queue full ({self.config.max_queue} requests waiting)"
+            out.append(Reject(ev.request_id, reason, 429))
+            return
+        tau = self.config.rate_horizon_s
+        m.rate_count = m.rate_count * math.exp(-(ev.now - m.rate_t) / tau) + 1.0
+        m.rate_t = ev.now
+        req = self.queue.make(
+            ev.request_id, ev.model, ev.priority, ev.client, ev.now, ev.stay_warm_s, ev.cooldown_s
+        )
+        if self.gate.admit(req, ev.now):
+            self._enqueue(req, ev.now)
+
+    def _on_cancelled(self, ev: RequestCancelled, out: list[Effect]) -> None:
+        req = self.queue.cancel(ev.request_id)
+        if req is not None:
+            self.gate.left_queue(req, ev.now, dispatched=False)
+            self._loads_dirty = True
+            return
+        running = self._inflight.get(ev.request_id)
+        if running is not None:
+            out.append(AbortRequest(ev.request_id, running[0].slot_id))
+            self._finish_request(ev.request_id, ev.now, out)
+            return
+        held = self.gate.find(ev.request_id)
+        if held is not None:
+            self.gate.cancel(held)
+
+    def _on_done(self, ev: RequestDone, out: list[Effect]) -> None:
+        self._finish_request(ev.request_id, ev.now, out)
+
+    def _on_lease_granted(self, ev: LeaseGranted, out: list[Effect]) -> None:
+        slot = self.pool.slots.get(ev.slot_id)
+        if slot is None:
+            return
+        if slot.state is SlotState.DRAINING:
+            out.append(ReleaseLease(slot.slot_id))
+            self.pool.stopped(slot)
+            self._loads_dirty = True
+        elif self.pool.loading(slot):
+            out.append(StartSlot(slot.slot_id, slot.model, slot.pools, slot.mb_per_pool))
+
+    def _on_lease_denied(self, ev: LeaseDenied, out: list[Effect]) -> None:
+        slot = self.pool.slots.get(ev.slot_id)
+        if slot is None:
+            return
+        self._forget_slot(slot)
+        self.pool.failed(slot)
+        m = self.models[slot.model]
+        m.retry_at = ev.now + self.config.retry_after_s
+        heapq.heappush(self._wakeups, m.retry_at)
+        self._loads_dirty = True
+
+    def _on_ready(self, ev: SlotReady, out: list[Effect]) -> None:
+        slot = self.pool.slots.get(ev.slot_id)
+        if slot is None:
+            return
+        m = self.models[slot.model]
+        if ev.footprint_mb is not None and ev.footprint_mb > 0:
+            m.vram_mb = ev.footprint_mb  # measured: replaces the estimate for the next load
+        if slot.state is SlotState.DRAINING:
+            self._maybe_stop(slot, out, "unloaded while loading")
+        elif self.pool.ready(slot, ev.now):
+            self._arm_idle(slot, ev.now)
+            self._dirty[slot.model] = None
+
+    def _on_failed(self, ev: SlotFailed, out: list[Effect]) -> None:
+        slot = self.pool.slots.get(ev.slot_id)
+        if slot is None:
+            return
+        for rid in [r for r, (s, _) in self._inflight.items() if s is slot]:
+            del self._inflight[rid]
+        if slot.lease_requested:
+            out.append(ReleaseLease(slot.slot_id))
+        self._forget_slot(slot)
+        self.pool.failed(slot)
+        m = self.models[slot.model]
+        if not m.slots:
+            reason = f"model {slot.model!r} failed: {ev.reason or 'backend error'}"
+            for req in self.queue.drain_model(slot.model):
+                self.gate.left_queue(req, ev.now, dispatched=False)
+                out.append(Reject(req.request_id, reason, 503))
+        self._loads_dirty = True
+
+    def _on_stopped(self, ev: SlotStopped, out: list[Effect]) -> None:
+        slot = self.pool.slots.get(ev.slot_id)
+        if slot is None:
+            return
+        if slot.lease_requested:
+            out.append(ReleaseLease(slot.slot_id))
+        self._forget_slot(slot)
+        self.pool.stopped(slot)
+        self._loads_dirty = True
+
+    def _on_tick(self, ev: Tick, out: list[Effect]) -> None:
+        self._loads_dirty = True
+
+    def _on_admin_load(self, ev: AdminLoad, out: list[Effect]) -> None:
+        m = self.models.get(ev.model)
+        if m is None:
+            out.append(LoadRefused(ev.model, f"unknown model {ev.model!r}"))
+            return
+        want = min(ev.replicas or m.profile.replicas, m.profile.replica_max)
+        self._load_replicas(m, want, ev.now, out)
+
+    def _on_admin_unload(self, ev: AdminUnload, out: list[Effect]) -> None:
+        m = self.models.get(ev.model)
+        if m is None:
+            return
+        for slot in list(m.slots):
+            self._drain(slot, out, "admin unload")
+
+    def _on_preempt(self, ev: PreemptAsked, out: list[Effect]) -> None:
+        pool = self.pool.pools.get(ev.pool)
+        if pool is None:
+            return
+        cands = [
+            self._candidate(s, ev.now, busy=False)
+            for s in pool.slots.values()
+            if s.state is SlotState.READY
+            and not s.pinned
+            and s.inflight == 0
+            and s.last_priority > ev.priority
+            and not self.queue.count(s.model)
+        ]
+        chosen = victims(ev.mb, cands)
+        ids = [c.slot_id for c in cands] if chosen is None else chosen
+        for sid in ids:
+            self._drain(self.pool.slots[sid], out, f"preempted by priority {ev.priority}")
+
+    # -- the pump: dispatch, idle unloading, loads ------------------------------------------------
+
+    def _pump(self, now: float, out: list[Effect]) -> None:
+        release = self.gate.next_release()
+        if release is not None and release <= now:
+            for req in self.gate.release_due(now):
+                self._enqueue(req, now)
+        idle = self._idle
+        while idle and idle[0][0] <= now:
+            _, sid, version = heapq.heappop(idle)
+            slot = self.pool.slots.get(sid)
+            if (
+                slot is not None
+                and slot.idle_version == version
+                and slot.state is SlotState.READY
+                and slot.inflight == 0
+                and not slot.pinned
+                and not self.queue.count(slot.model)
+            ):
+                self._drain(slot, out, "idle")
+        wakeups = self._wakeups
+        while wakeups and wakeups[0] <= now:
+            heapq.heappop(wakeups)
+            self._loads_dirty = True
+        if self._dirty:
+            for model in self._dirty:
+                self._dispatch(self.models[model], now, out)
+            self._dirty.clear()
+        if self._loads_dirty:
+            self._loads_dirty = False
+            self._plan_loads(now, out)
+        if self._pending:
+            self._advance_pending(out)
+
+    def _enqueue(self, req: QueuedRequest, now: float) -> None:
+        self.queue.push(req)
+        self._dirty[req.model] = None
+        if self._needs_slot(self.models[req.model], now):
+            self._loads_dirty = True
+
+    def _dispatch(self, m: _Model, now: float, out: list[Effect]) -> None:
+        model = m.profile.model_id
+        limit = m.profile.target_inflight
+        queue = self.queue
+        while queue.count(model):
+            best: Slot | None = None
+            for s in m.slots:
+                if (
+                    s.state is SlotState.READY
+                    and s.inflight < limit
+                    and (best is None or s.inflight < best.inflight)
+                ):
+                    best = s
+            if best is None:
+                return
+            req = queue.pop(model)
+            assert req is not None
+            best.inflight += 1
+            best.last_used = now
+            best.last_priority = req.priority
+            best.stay_warm_s = (
+                req.stay_warm_s if req.stay_warm_s is not None else m.profile.default_stay_warm_s
+            )
+            best.idle_version += 1
+            self._inflight[req.request_id] = (best, req)
+            self.gate.left_queue(req, now, dispatched=True)
+            out.append(Dispatch(req.request_id, best.slot_id, model))
+
+    def _finish_request(self, request_id: RequestId, now: float, out: list[Effect]) -> None:
+        running = self._inflight.pop(request_id, None)
+        if running is None:
+            return
+        slot = running[0]
+        slot.inflight -= 1
+        if slot.state is SlotState.DRAINING:
+            self._maybe_stop(slot, out, "drained")
+            return
+        slot.last_used = now
+        self._dirty[slot.model] = None
+        if slot.inflight == 0:
+            self._arm_idle(slot, now)
+            if self._blocked:
+                self._loads_dirty = True
+
+    def _arm_idle(self, slot: Slot, now: float) -> None:
+        if slot.pinned:
+            return
+        slot.idle_version += 1
+        heapq.heappush(self._idle, (now + slot.stay_warm_s, slot.slot_id, slot.idle_version))
+
+    # -- loading and eviction ---------------------------------------------------------------------
+
+    def _fits(self, m: _Model) -> bool:
+        if m.vram_mb <= self.pool.largest_capacity_mb:
+            return True
+        return m.profile.splittable and m.vram_mb <= self.pool.total_capacity_mb
+
+    def _needs_slot(self, m: _Model, now: float) -> bool:
+        if m.retry_at > now:
+            return False
+        waiting = self.queue.count(m.profile.model_id)
+        if not waiting:
+            return False
+        if not m.slots:
+            return True
+        if len(m.slots) >= m.profile.replica_max:
+            return False
+        coming = 0
+        limit = m.profile.target_inflight
+        for s in m.slots:
+            if s.state is SlotState.READY:
+                if s.inflight < limit:
+                    return False
+            else:
+                coming += limit
+        return waiting > coming
+
+    def _plan_loads(self, now: float, out: list[Effect]) -> None:
+        cfg = self.config
+        queue = self.queue
+        self._blocked = False
+        cold = [
+            mid
+            for mid in queue.models_in_order(cfg.load_lookahead * 4)
+            if self._needs_slot(self.models[mid], now)
+        ][: cfg.load_lookahead]
+        if not cold:
+            return
+        keys = {mid: _head_key(queue, mid) for mid in cold}
+        horizon = keys[cold[0]] + cfg.batch_window_s
+        target = max((mid for mid in cold if keys[mid] <= horizon), key=queue.count)
+        for mid in [target, *(c for c in cold if c != target)]:
+            m = self.models[mid]
+            plan = self._placement(m, keys[mid], now)
+            if plan is None:
+                self._blocked = True
+                return
+            self._execute(m, plan, now, out, pinned=False, reason=f"room for {mid}")
+
+    def _placement(self, m: _Model, key: float, now: float) -> Placement | None:
+        splittable = m.profile.splittable
+        plan = place(m.vram_mb, self._views(m, now, None), splittable=splittable)
+        if plan is not None:
+            return plan
+        wait_until = key + self.config.busy_evict_after_s
+        if now < wait_until:
+            heapq.heappush(self._wakeups, wait_until)
+            return None
+        return place(m.vram_mb, self._views(m, now, key), splittable=splittable, allow_busy=True)
+
+    def _views(self, m: _Model, now: float, busy_key: float | None) -> list[PoolView]:
+        """Each pool's free memory and eviction candidates (slots of other models).
+
+        With ``busy_key`` set, busy slots are candidates too, unless their model has queued
+        work that sorts ahead of ``busy_key``.
+        """
+        views = []
+        queue = self.queue
+        for pool in self.pool.pools.values():
+            cands = []
+            for s in pool.slots.values():
+                if s.state is not SlotState.READY or s.pinned or s.model == m.profile.model_id:
+                    continue
+                waiting = queue.count(s.model)
+                busy = s.inflight > 0 or waiting > 0
+                if busy:
+                    if busy_key is None:
+                        continue
+                    head = queue.head(s.model) if waiting else None
+                    if head is not None and head.key <= busy_key:
+                        continue
+                cands.append(self._candidate(s, now, busy))
+            views.append(PoolView(pool.pool_id, pool.capacity_mb, pool.free_mb, tuple(cands)))
+        return views
+
+    def _candidate(self, s: Slot, now: float, busy: bool) -> VictimCandidate:
+        m = self.models[s.model]
+        tau = self.config.rate_horizon_s
+        rate = m.rate_count * math.exp(-(now - m.rate_t) / tau) / tau
+        return VictimCandidate(
+            s.slot_id, s.total_mb, m.profile.load_s, rate, s.last_priority, s.pinned, busy
+        )
+
+    def _execute(
+        self,
+        m: _Model,
+        plan: Placement,
+        now: float,
+        out: list[Effect],
+        *,
+        pinned: bool,
+        reason: str,
+    ) -> None:
+        for sid in plan.victims:
+            victim = self.pool.slots.get(sid)
+            if victim is not None:
+                self._drain(victim, out, reason)
+        slot = self.pool.create(
+            m.profile.model_id,
+            plan.pools,
+            plan.mb_per_pool,
+            now,
+            pinned=pinned,
+            stay_warm_s=m.profile.default_stay_warm_s,
+        )
+        m.slots.append(slot)
+        self._pending.append(slot)
+
+    def _advance_pending(self, out: list[Effect]) -> None:
+        still: list[Slot] = []
+        for slot in self._pending:
+            if slot.state is not SlotState.PENDING or slot.lease_requested:
+                continue
+            if not self.pool.can_lease(slot):
+                still.append(slot)
+                continue
+            self.pool.lease_requested(slot)
+            head = self.queue.head(slot.model)
+            priority = 1 if slot.pinned else (head.priority if head is not None else 10)
+            out.append(
+                AcquireLease(slot.slot_id, slot.model, slot.pools, slot.mb_per_pool, priority)
+            )
+        self._pending = still
+
+    def _load_replicas(self, m: _Model, want: int, now: float, out: list[Effect]) -> None:
+        for slot in m.slots:
+            slot.pinned = True
+        for _ in range(want - len(m.slots)):
+            plan = place(m.vram_mb, self._views(m, now, None), splittable=m.profile.splittable)
+            if plan is None:
+                out.append(LoadRefused(m.profile.model_id, "not enough free memory"))
+                return
+            self._execute(m, plan, now, out, pinned=True, reason=f"load {m.profile.model_id}")
+
+    def _start_pinned(self, now: float, out: list[Effect]) -> None:
+        for m in self.models.values():
+            if m.profile.pin:
+                self._load_replicas(m, m.profile.replicas, now, out)
+
+    def _drain(self, slot: Slot, out: list[Effect], reason: str) -> None:
+        self._forget_slot(slot)
+        if slot.state is SlotState.PENDING and not slot.lease_requested:
+            self.pool.stopped(slot)
+            return
+        self.pool.drain(slot)
+        self._maybe_stop(slot, out, reason)
+
+    def _maybe_stop(self, slot: Slot, out: list[Effect], reason: str) -> None:
+        if (
+            slot.state is SlotState.DRAINING
+            and slot.started
+            and not slot.stop_sent
+            and slot.inflight == 0
+        ):
+            slot.stop_sent = True
+            out.append(StopSlot(slot.slot_id, slot.model, reason))
+
+    def _forget_slot(self, slot: Slot) -> None:
+        m = self.models[slot.model]
+        if slot in m.slots:
+            m.slots.remove(slot)
+        self._dirty[slot.model] = None
+
+
+def _head_key(queue: RequestQueue, model: str) -> float:
+    head = queue.head(model)
+    return math.inf if head is None else head.key

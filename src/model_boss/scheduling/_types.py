@@ -1,0 +1,87 @@
+"""Value types shared by the scheduling modules: model profiles, pools, tuning knobs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "DEFAULT_STAY_WARM_S",
+    "SPLITTABLE_BACKENDS",
+    "ModelProfile",
+    "PoolSpec",
+    "RequestId",
+    "SchedulerConfig",
+    "SlotId",
+]
+
+SlotId = int
+RequestId = str
+
+#: Idle seconds before an unpinned model is unloaded, per category (``x_stay_warm`` overrides).
+DEFAULT_STAY_WARM_S: dict[str, float] = {
+    "llm": 300.0,
+    "embedding": 300.0,
+    "diffusion": 900.0,
+    "vision": 60.0,
+    "audio": 60.0,
+}
+
+#: Backends that can split one model over several GPUs (tensor or layer split).
+SPLITTABLE_BACKENDS: frozenset[str] = frozenset({"llama_server", "vllm_serve", "simulated"})
+
+
+@dataclass(frozen=True, slots=True)
+class ModelProfile:
+    """What the scheduler needs to know about one model of the manifest."""
+
+    model_id: str
+    vram_mb: int
+    category: str = "llm"
+    pin: bool = False
+    stay_warm_s: float | None = None
+    target_inflight: int = 1
+    replicas: int = 1
+    replica_max: int = 1
+    splittable: bool = False
+    load_s: float = 10.0
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        if self.vram_mb <= 0:
+            raise ValueError(f"{self.model_id}: vram_mb must be positive, got {self.vram_mb}")
+        if self.target_inflight < 1 or self.replicas < 1 or self.replica_max < self.replicas:
+            raise ValueError(
+                f"{self.model_id}: need target_inflight >= 1 and 1 <= replicas <= replica_max"
+            )
+
+    @property
+    def default_stay_warm_s(self) -> float:
+        if self.stay_warm_s is not None:
+            return self.stay_warm_s
+        return DEFAULT_STAY_WARM_S.get(self.category, 300.0)
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSpec:
+    """One memory pool (a GPU, or the host RAM) and how many MB the scheduler may place on it."""
+
+    pool_id: str
+    capacity_mb: int
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    """Tuning knobs; the defaults are what the benchmark reports.
+
+    ``aging_s_per_level``: a request of numeric priority ``p`` is ordered as if it had arrived
+    ``(p - 1) * aging_s_per_level`` seconds later than it did, so urgent(1) goes first but a
+    batch(50) request that has waited ``49 * aging_s_per_level`` seconds beats new urgent work.
+    """
+
+    max_queue: int = 10_000
+    aging_s_per_level: float = 10.0
+    batch_window_s: float = 5.0
+    busy_evict_after_s: float = 2.0
+    load_lookahead: int = 8
+    rate_horizon_s: float = 600.0
+    retry_after_s: float = 5.0
