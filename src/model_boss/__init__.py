@@ -2,7 +2,38 @@
 
 from __future__ import annotations
 
+from model_boss.devices import Device
+from model_boss.errors import (
+    AcquireTimeout,
+    ConfigError,
+    InvalidLeaseRequest,
+    LeaseError,
+    LeaseLost,
+    ModelBossError,
+    RequestTooLarge,
+    StoreUnavailable,
+    UnknownDevice,
+)
+from model_boss.leases import GPUBoss, Lease, RAMBoss, SyncGPUBoss, SyncRAMBoss
 from model_boss.priority import Priority, parse_priority
 
-__all__ = ["Priority", "parse_priority"]
+__all__ = [
+    "AcquireTimeout",
+    "ConfigError",
+    "Device",
+    "GPUBoss",
+    "InvalidLeaseRequest",
+    "Lease",
+    "LeaseError",
+    "LeaseLost",
+    "ModelBossError",
+    "Priority",
+    "RAMBoss",
+    "RequestTooLarge",
+    "StoreUnavailable",
+    "SyncGPUBoss",
+    "SyncRAMBoss",
+    "UnknownDevice",
+    "parse_priority",
+]
 __version__ = "0.1.0"

@@ -1,0 +1,433 @@
+"""``GPUBoss`` and ``RAMBoss``: take, hold and give back memory leases."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import time
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from model_boss.devices import (
+    Device,
+    NvmlProbe,
+    discover_gpus,
+    foreign_mb,
+    gpu_pool_name,
+    host_ram_mb,
+    hostname,
+    ram_pool_name,
+)
+from model_boss.errors import (
+    AcquireTimeout,
+    InvalidLeaseRequest,
+    LeaseError,
+    RequestTooLarge,
+    UnknownDevice,
+)
+from model_boss.leases._lease import Lease
+from model_boss.leases._records import LeaseRequest, PoolStatus
+from model_boss.leases._store import LeaseStore, open_store
+from model_boss.priority import Priority, PriorityLike, parse_priority
+
+__all__ = ["BossStatus", "GPUBoss", "LeaseContext", "RAMBoss"]
+
+log = logging.getLogger("model_boss.leases")
+
+DEFAULT_TTL_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class BossStatus:
+    pools: list[PoolStatus]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pools": [p.to_dict() for p in self.pools]}
+
+
+def _validate_mb(mb: object, name: str) -> int:
+    if isinstance(mb, bool) or not isinstance(mb, int):
+        raise InvalidLeaseRequest(f"{name} must be an int (MiB), got {mb!r}")
+    if mb <= 0:
+        raise InvalidLeaseRequest(f"{name} must be positive, got {mb}")
+    return mb
+
+
+class _Boss:
+    """What GPUBoss and RAMBoss share: the store, the pools, and the grant loop."""
+
+    kind = "memory"
+
+    def __init__(
+        self,
+        url: str | None,
+        *,
+        store: LeaseStore | None,
+        holder: str | None,
+        host: str | None,
+        ttl_s: float,
+        poll_s: float,
+    ) -> None:
+        if ttl_s <= 0:
+            raise InvalidLeaseRequest(f"ttl_s must be positive, got {ttl_s}")
+        self._store = store if store is not None else open_store(url)
+        self.host = host or hostname()
+        self.holder = holder or f"{self.host}:{os.getpid()}"
+        self.ttl_s = ttl_s
+        self.poll_s = poll_s
+        self._capacity: dict[str, int] = {}
+        self._held: dict[str, Lease] = {}
+        self._connected = False
+
+    @property
+    def store(self) -> LeaseStore:
+        return self._store
+
+    @property
+    def url(self) -> str:
+        return self._store.url
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        if self._connected:
+            return
+        await self._store.connect()
+        for pool, capacity in self._capacity.items():
+            await self._store.register_pool(pool, capacity)
+        self._connected = True
+        await self.refresh_foreign()
+
+    async def close(self) -> None:
+        """Release every lease still held, then disconnect."""
+        for lease in list(self._held.values()):
+            await lease.release()
+        if self._connected:
+            await self._store.close()
+            self._connected = False
+
+    async def __aenter__(self) -> _Boss:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def refresh_foreign(self) -> None:
+        """Update the memory used outside the ledger (real GPUs only)."""
+
+    # -- queries ----------------------------------------------------------------------
+
+    async def status(self) -> BossStatus:
+        await self.connect()
+        return BossStatus(await self._store.pools())
+
+    async def drain(self, pool: str | None = None, reason: str = "drain") -> int:
+        """Ask every holder (of one pool, or all) to release; returns how many were asked."""
+        await self.connect()
+        return await self._store.drain(pool, reason)
+
+    async def cleanup(self) -> int:
+        """Release leases of processes on this host that no longer exist."""
+        import psutil
+
+        await self.connect()
+        removed = 0
+        for pool in await self._store.pools():
+            for lease in pool.leases:
+                if lease.host == self.host and not psutil.pid_exists(lease.pid):
+                    removed += int(await self._store.release(lease.pool, lease.id))
+        return removed
+
+    # -- acquiring --------------------------------------------------------------------
+
+    def _acquire(
+        self,
+        mb: int,
+        pools: Sequence[str],
+        *,
+        priority: PriorityLike,
+        model_id: str | None,
+        timeout: float | None,
+        ttl_s: float | None,
+        preempt: bool,
+    ) -> LeaseContext:
+        try:
+            prio = parse_priority(priority)
+        except ValueError as exc:
+            raise InvalidLeaseRequest(str(exc)) from None
+        if timeout is not None and timeout < 0:
+            raise InvalidLeaseRequest(f"timeout must be >= 0, got {timeout}")
+        ttl = self.ttl_s if ttl_s is None else ttl_s
+        if ttl <= 0:
+            raise InvalidLeaseRequest(f"ttl_s must be positive, got {ttl}")
+        largest = max(self._capacity[p] for p in pools)
+        if mb > largest:
+            raise RequestTooLarge(
+                f"{mb} MiB is more than any eligible pool holds (largest: {largest} MiB)"
+            )
+        return LeaseContext(self, mb, list(pools), prio, model_id, timeout, ttl, preempt)
+
+    async def _grant_loop(
+        self,
+        mb: int,
+        pools: list[str],
+        prio: int,
+        model_id: str | None,
+        timeout: float | None,
+        ttl: float,
+        preempt: bool,
+    ) -> Lease:
+        await self.connect()
+        await self.refresh_foreign()
+        lease_id = secrets.token_hex(8)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        free = {p.pool: p.free_mb for p in await self._store.pools() if p.pool in pools}
+        # The pool we queue on while waiting: the one that could fit us soonest.
+        home = max(pools, key=lambda p: (free.get(p, 0), self._capacity[p]))
+        delay = self.poll_s
+        waiter_ttl = max(2.0, 20 * self.poll_s)
+        queued = False
+        try:
+            while True:
+                # Best fit: the pool with the least room left over after us goes first.
+                fits = sorted((p for p in pools if free.get(p, 0) >= mb), key=lambda p: free[p])
+                order = fits + [p for p in pools if p not in fits]
+                if home in order:
+                    order.remove(home)
+                order.append(home)
+                for pool in order:
+                    req = LeaseRequest(
+                        pool=pool,
+                        lease_id=lease_id,
+                        mb=mb,
+                        priority=prio,
+                        holder=self.holder,
+                        pid=os.getpid(),
+                        host=self.host,
+                        model_id=model_id,
+                        ttl_s=ttl,
+                        wait=pool == home,
+                        waiter_ttl_s=waiter_ttl,
+                    )
+                    sent = time.monotonic()
+                    result = await self._store.grant(req)
+                    free[pool] = result.free_mb
+                    if result.lease is not None:
+                        if queued and pool != home:
+                            await self._store.withdraw(home, lease_id)
+                        queued = False
+                        return self._hold(result.lease, ttl, sent)
+                    if pool == home:
+                        queued = True
+                        shortfall = mb + result.ahead_mb - result.free_mb
+                        if preempt and shortfall > 0:
+                            reason = f"wanted by {self.holder} ({mb} MiB, priority {prio})"
+                            await self._store.request_preemption(home, mb, prio, reason)
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise AcquireTimeout(
+                        f"no pool granted {mb} MiB within {timeout} s "
+                        f"(free now: {', '.join(f'{p}={free.get(p, 0)}' for p in pools)} MiB)"
+                    )
+                pause = delay if deadline is None else min(delay, deadline - time.monotonic())
+                await asyncio.sleep(max(0.0, pause))
+                delay = min(delay * 1.5, 4 * self.poll_s)
+        finally:
+            if queued:
+                with contextlib.suppress(LeaseError):
+                    await asyncio.shield(self._store.withdraw(home, lease_id))
+
+    def _hold(self, record: Any, ttl: float, sent: float) -> Lease:
+        gpu_index = self._gpu_index(record.pool)
+        lease = Lease(
+            record,
+            self._store,
+            ttl_s=ttl,
+            gpu_index=gpu_index,
+            sent_at=sent,
+            on_release=self._forget,
+        )
+        self._held[lease.id] = lease
+        lease.start_heartbeat(ttl / 3)
+        return lease
+
+    def _forget(self, lease: Lease) -> None:
+        self._held.pop(lease.id, None)
+
+    def _gpu_index(self, pool: str) -> int | None:
+        return None
+
+
+class LeaseContext:
+    """What ``acquire()`` returns: ``async with`` it (released on exit, always), or
+    ``await`` it for a :class:`Lease` you release yourself."""
+
+    def __init__(
+        self,
+        boss: _Boss,
+        mb: int,
+        pools: list[str],
+        prio: int,
+        model_id: str | None,
+        timeout: float | None,
+        ttl: float,
+        preempt: bool,
+    ) -> None:
+        self._boss = boss
+        self._args = (mb, pools, prio, model_id, timeout, ttl, preempt)
+        self._lease: Lease | None = None
+
+    def __await__(self) -> Generator[Any, None, Lease]:
+        return self._boss._grant_loop(*self._args).__await__()
+
+    async def __aenter__(self) -> Lease:
+        self._lease = await self._boss._grant_loop(*self._args)
+        return self._lease
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._lease is not None:
+            await self._lease.release()
+
+
+class GPUBoss(_Boss):
+    """VRAM leases on this host's GPUs (real ones from NVML, or declared ``devices``).
+
+    ``url``: the ledger (``memory://``, ``sqlite:///path``, ``redis://host:port/db``);
+    default from ``MODEL_BOSS_REDIS_URL``/``REDIS_URL``, else the embedded SQLite ledger.
+    """
+
+    kind = "gpu"
+
+    def __init__(
+        self,
+        url: str | None = None,
+        devices: Sequence[Device] | None = None,
+        *,
+        store: LeaseStore | None = None,
+        holder: str | None = None,
+        host: str | None = None,
+        ttl_s: float = DEFAULT_TTL_S,
+        poll_s: float = 0.02,
+        nvml: NvmlProbe | None = None,
+    ) -> None:
+        super().__init__(url, store=store, holder=holder, host=host, ttl_s=ttl_s, poll_s=poll_s)
+        self._nvml = nvml if nvml is not None else (None if devices is not None else NvmlProbe())
+        found = list(devices) if devices is not None else discover_gpus(self._nvml)
+        self.devices: dict[int, Device] = {d.index: d for d in found}
+        self._pool_of = {d.index: gpu_pool_name(self.host, d.index) for d in found}
+        self._index_of = {pool: index for index, pool in self._pool_of.items()}
+        self._capacity = {self._pool_of[d.index]: d.total_mb for d in found}
+
+    def pool_of(self, gpu: int) -> str:
+        try:
+            return self._pool_of[gpu]
+        except KeyError:
+            known = ", ".join(str(i) for i in sorted(self._pool_of)) or "none"
+            raise UnknownDevice(f"no GPU with index {gpu} (known: {known})") from None
+
+    def _gpu_index(self, pool: str) -> int | None:
+        return self._index_of.get(pool)
+
+    async def refresh_foreign(self) -> None:
+        """On real GPUs, count memory NVML sees used by processes holding no lease."""
+        if self._nvml is None or not self._nvml.available or not self._connected:
+            return
+        pools = {p.pool: p for p in await self._store.pools()}
+        for index, pool in self._pool_of.items():
+            usage = self._nvml.usage(index)
+            status = pools.get(pool)
+            if usage is None or status is None:
+                continue
+            mine = [lease for lease in status.leases if lease.host == self.host]
+            pids = {lease.pid for lease in mine}
+            await self._store.set_foreign(
+                pool, foreign_mb(usage, pids, sum(lease.mb for lease in mine))
+            )
+
+    def acquire(
+        self,
+        vram_mb: int,
+        *,
+        priority: PriorityLike = Priority.NORMAL,
+        model_id: str | None = None,
+        gpu: int | None = None,
+        timeout: float | None = None,
+        ttl_s: float | None = None,
+        preempt: bool = True,
+    ) -> LeaseContext:
+        """Take ``vram_mb`` MiB on the best-fitting GPU (or GPU ``gpu``).
+
+        Waits in priority order up to ``timeout`` seconds (``None``: forever; ``0``:
+        one try), asking less urgent holders to give memory back when ``preempt``.
+        Raises (at once) InvalidLeaseRequest, UnknownDevice, RequestTooLarge; later
+        AcquireTimeout or StoreUnavailable.
+        """
+        mb = _validate_mb(vram_mb, "vram_mb")
+        if not self._pool_of:
+            raise UnknownDevice(
+                "no GPUs on this host (none found by NVML, none declared in MODEL_BOSS_DEVICES)"
+            )
+        pools = [self.pool_of(gpu)] if gpu is not None else list(self._pool_of.values())
+        return self._acquire(
+            mb,
+            pools,
+            priority=priority,
+            model_id=model_id,
+            timeout=timeout,
+            ttl_s=ttl_s,
+            preempt=preempt,
+        )
+
+
+class RAMBoss(_Boss):
+    """RAM leases on this host's memory (one pool: ``<host>:ram``)."""
+
+    kind = "ram"
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        total_mb: int | None = None,
+        store: LeaseStore | None = None,
+        holder: str | None = None,
+        host: str | None = None,
+        ttl_s: float = DEFAULT_TTL_S,
+        poll_s: float = 0.02,
+    ) -> None:
+        super().__init__(url, store=store, holder=holder, host=host, ttl_s=ttl_s, poll_s=poll_s)
+        total = _validate_mb(total_mb, "total_mb") if total_mb is not None else host_ram_mb()
+        self.pool = ram_pool_name(self.host)
+        self.total_mb = total
+        self._capacity = {self.pool: total}
+
+    def acquire(
+        self,
+        ram_mb: int,
+        *,
+        priority: PriorityLike = Priority.NORMAL,
+        model_id: str | None = None,
+        timeout: float | None = None,
+        ttl_s: float | None = None,
+        preempt: bool = True,
+    ) -> LeaseContext:
+        """Take ``ram_mb`` MiB of host RAM; same waiting rules as ``GPUBoss.acquire``."""
+        mb = _validate_mb(ram_mb, "ram_mb")
+        return self._acquire(
+            mb,
+            [self.pool],
+            priority=priority,
+            model_id=model_id,
+            timeout=timeout,
+            ttl_s=ttl_s,
+            preempt=preempt,
+        )

@@ -1,0 +1,193 @@
+"""A granted lease as its holder sees it: heartbeat, preemption notice, self-fencing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from model_boss.errors import LeaseLost, StoreUnavailable
+from model_boss.leases._records import LeaseRecord
+
+if TYPE_CHECKING:
+    from model_boss.leases._store import LeaseStore
+
+__all__ = ["Lease"]
+
+log = logging.getLogger("model_boss.leases")
+
+
+class Lease:
+    """Memory granted to this holder until released, expired or fenced.
+
+    ``preempted`` is set when a more urgent waiter (or a drain) asks for the memory
+    back; the holder decides when to give it. ``lost`` is set when the lease could not
+    be renewed in time: from then on the memory is not yours (``valid`` is False and
+    ``ensure_valid()`` raises :class:`~model_boss.errors.LeaseLost`).
+    """
+
+    def __init__(
+        self,
+        record: LeaseRecord,
+        store: LeaseStore,
+        *,
+        ttl_s: float,
+        gpu_index: int | None,
+        sent_at: float,
+        on_release: Callable[[Lease], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.record = record
+        self.gpu_index = gpu_index
+        self.ttl_s = ttl_s
+        self.preempted = asyncio.Event()
+        self.lost = asyncio.Event()
+        self.preempt_reason = ""
+        self.expires_at = record.expires_at
+        self._store = store
+        self._clock = clock
+        # Local deadline: measured from before the request was sent, so it always
+        # passes before the store's own expiry (clocks tick at the same rate).
+        self._valid_until = sent_at + ttl_s
+        self._released = False
+        self._on_release = on_release
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    # -- identity ---------------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    @property
+    def pool(self) -> str:
+        return self.record.pool
+
+    @property
+    def mb(self) -> int:
+        return self.record.mb
+
+    @property
+    def vram_mb(self) -> int:
+        return self.record.mb
+
+    @property
+    def ram_mb(self) -> int:
+        return self.record.mb
+
+    @property
+    def token(self) -> int:
+        """The fencing token: strictly increasing per pool, so a newer holder of the same
+        memory always carries a larger token than any earlier one."""
+        return self.record.token
+
+    @property
+    def priority(self) -> int:
+        return self.record.priority
+
+    @property
+    def model_id(self) -> str | None:
+        return self.record.model_id
+
+    @property
+    def released(self) -> bool:
+        return self._released
+
+    def __repr__(self) -> str:
+        state = "released" if self._released else "lost" if not self.valid else "held"
+        return f"<Lease {self.id} {self.mb} MiB on {self.pool} token={self.token} {state}>"
+
+    # -- validity ---------------------------------------------------------------------
+
+    @property
+    def valid(self) -> bool:
+        """True while the memory is ours for certain (not released, renewed in time)."""
+        if self._released or self.lost.is_set():
+            return False
+        if self._clock() >= self._valid_until:
+            self._fence("not renewed in time")
+            return False
+        return True
+
+    def ensure_valid(self) -> None:
+        if not self.valid:
+            raise LeaseLost(f"lease {self.id} on {self.pool} is no longer held")
+
+    def _fence(self, why: str) -> None:
+        if not self.lost.is_set():
+            log.warning("lease %s on %s lost: %s", self.id, self.pool, why)
+            self.lost.set()
+
+    # -- heartbeat --------------------------------------------------------------------
+
+    def start_heartbeat(self, interval_s: float) -> None:
+        self._heartbeat = asyncio.get_running_loop().create_task(
+            self._beat(interval_s), name=f"lease-heartbeat-{self.id}"
+        )
+
+    async def renew(self) -> None:
+        """Renew now. Raises LeaseLost if the store no longer has it or it was fenced."""
+        if not self.valid:
+            raise LeaseLost(f"lease {self.id} on {self.pool} is no longer held")
+        sent = self._clock()
+        try:
+            result = await self._store.renew(self.pool, self.id, self.ttl_s)
+        except LeaseLost:
+            self._fence("the store no longer has it")
+            raise
+        if self._clock() >= self._valid_until:  # the answer came too late to trust
+            self._fence("renewal answered after the local deadline")
+            raise LeaseLost(f"lease {self.id} on {self.pool} was renewed too late")
+        self._valid_until = sent + self.ttl_s
+        self.expires_at = result.expires_at
+        if result.preempt and not self.preempted.is_set():
+            self.preempt_reason = result.preempt_reason
+            self.preempted.set()
+
+    async def _beat(self, interval_s: float) -> None:
+        retry_s = max(0.01, interval_s / 4)
+        while not self._released:
+            await asyncio.sleep(interval_s)
+            while not self._released:
+                if not self.valid:  # e.g. woke from SIGSTOP past the deadline
+                    return
+                try:
+                    await self.renew()
+                    break
+                except LeaseLost:
+                    return
+                except StoreUnavailable as exc:
+                    log.warning("lease %s: renewal failed, retrying: %s", self.id, exc)
+                    await asyncio.sleep(min(retry_s, max(0.0, self._valid_until - self._clock())))
+
+    # -- release ----------------------------------------------------------------------
+
+    async def release(self) -> None:
+        """Give the memory back (idempotent; safe under cancellation)."""
+        if self._released:
+            return
+        self._released = True
+        task, self._heartbeat = self._heartbeat, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._on_release is not None:
+            self._on_release(self)
+        await _shielded(self._store.release(self.pool, self.id))
+
+
+async def _shielded(aw: Awaitable[bool]) -> None:
+    """Finish ``aw`` even if the caller is cancelled meanwhile; log store failures."""
+    task = asyncio.ensure_future(aw)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await task
+        raise
+    except StoreUnavailable as exc:
+        log.warning("release failed (the lease will expire on its own): %s", exc)

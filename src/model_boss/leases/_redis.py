@@ -1,0 +1,219 @@
+"""Redis (or Valkey) store: every operation is one Lua script (see ``_lua.py``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+import redis.exceptions as redis_errors
+from redis.commands.core import AsyncScript
+
+from model_boss.errors import LeaseLost, StoreUnavailable, UnknownDevice
+from model_boss.leases import _lua
+from model_boss.leases._constants import RedisKeys, default_prefix
+from model_boss.leases._records import (
+    GrantResult,
+    LeaseRecord,
+    LeaseRequest,
+    PoolStatus,
+    RenewResult,
+    WaiterRecord,
+)
+from model_boss.leases._store import redact_url
+
+__all__ = ["RedisStore"]
+
+T = TypeVar("T")
+CONNECT_TIMEOUT_S = 2.0
+COMMAND_TIMEOUT_S = 5.0
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisStore:
+    def __init__(self, url: str, *, prefix: str | None = None) -> None:
+        parts = urlsplit(url)
+        query = parse_qs(parts.query)
+        chosen = prefix or (query.pop("prefix", [None])[0]) or default_prefix()
+        scheme = {"valkey": "redis", "valkeys": "rediss"}.get(parts.scheme, parts.scheme)
+        rest = "&".join(f"{k}={v[0]}" for k, v in query.items())
+        self._url = urlunsplit(parts._replace(scheme=scheme, query=rest))
+        self._keys = RedisKeys(chosen)
+        self._client: aioredis.Redis | None = None
+        self._scripts: dict[str, AsyncScript] = {}
+
+    @property
+    def url(self) -> str:
+        return redact_url(self._url)
+
+    @property
+    def prefix(self) -> str:
+        return self._keys.prefix
+
+    async def connect(self) -> None:
+        if self._client is not None:
+            return
+        client = aioredis.Redis.from_url(
+            self._url,
+            socket_connect_timeout=CONNECT_TIMEOUT_S,
+            socket_timeout=COMMAND_TIMEOUT_S,
+            health_check_interval=30,
+        )
+        try:
+            await client.ping()
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+            await client.aclose()
+            raise StoreUnavailable(f"cannot reach the Redis ledger {self.url}: {exc}") from exc
+        except redis_errors.RedisError as exc:
+            await client.aclose()
+            raise StoreUnavailable(f"the Redis ledger {self.url} refused us: {exc}") from exc
+        self._client = client
+        for name in ("GRANT", "RENEW", "RELEASE", "WITHDRAW", "PREEMPT", "DRAIN", "STATUS"):
+            self._scripts[name] = client.register_script(getattr(_lua, name))
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def _redis(self) -> aioredis.Redis:
+        if self._client is None:
+            raise StoreUnavailable("the Redis ledger is not connected (call connect())")
+        return self._client
+
+    async def _call(self, awaitable: Awaitable[T]) -> T:
+        try:
+            return await awaitable
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+            raise StoreUnavailable(f"lost the Redis ledger {self.url}: {exc}") from exc
+
+    async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        self._redis()
+        return await self._call(self._scripts[name](keys=keys, args=args))
+
+    async def register_pool(self, pool: str, capacity_mb: int) -> None:
+        key = self._keys.pool(pool)[0]
+        pipe = self._redis().pipeline(transaction=True)
+        pipe.hset(key, "capacity", capacity_mb)
+        for field in ("used", "foreign", "token", "seq"):
+            pipe.hsetnx(key, field, 0)
+        pipe.sadd(self._keys.pools, pool)
+        await self._call(pipe.execute())
+
+    async def set_foreign(self, pool: str, mb: int) -> None:
+        key = self._keys.pool(pool)[0]
+        if not await self._call(self._redis().exists(key)):
+            raise UnknownDevice(f"unknown pool {pool!r}")
+        await self._call(self._redis().hset(key, "foreign", max(0, mb)))
+
+    async def grant(self, req: LeaseRequest) -> GrantResult:
+        template = {
+            "id": req.lease_id,
+            "pool": req.pool,
+            "mb": req.mb,
+            "priority": req.priority,
+            "holder": req.holder,
+            "pid": req.pid,
+            "host": req.host,
+            "model_id": req.model_id,
+        }
+        out = await self._script(
+            "GRANT",
+            self._keys.pool(req.pool),
+            [
+                json.dumps(template),
+                req.mb,
+                req.priority,
+                repr(float(req.ttl_s)),
+                req.lease_id,
+                1 if req.wait else 0,
+                repr(float(req.waiter_ttl_s)),
+            ],
+        )
+        status = _s(out[0])
+        if status == "nopool":
+            raise UnknownDevice(f"unknown pool {req.pool!r}")
+        free, ahead = int(float(_s(out[2]))), int(float(_s(out[3])))
+        if status == "granted":
+            return GrantResult(LeaseRecord.from_dict(json.loads(_s(out[1]))), free, ahead)
+        return GrantResult(None, free, ahead)
+
+    async def renew(self, pool: str, lease_id: str, ttl_s: float) -> RenewResult:
+        keys = self._keys.pool(pool)[:3]
+        out = await self._script("RENEW", keys, [lease_id, repr(float(ttl_s))])
+        if _s(out[0]) == "lost":
+            raise LeaseLost(f"lease {lease_id} on {pool} expired or was released")
+        return RenewResult(float(_s(out[1])), _s(out[2]) == "1", _s(out[3]))
+
+    async def release(self, pool: str, lease_id: str) -> bool:
+        out = await self._script("RELEASE", self._keys.pool(pool)[:3], [lease_id])
+        return bool(int(out))
+
+    async def withdraw(self, pool: str, waiter_id: str) -> None:
+        await self._script("WITHDRAW", [self._keys.pool(pool)[3]], [waiter_id])
+
+    async def request_preemption(
+        self, pool: str, need_mb: int, priority: int, reason: str
+    ) -> list[str]:
+        out = await self._script("PREEMPT", self._keys.pool(pool)[:3], [need_mb, priority, reason])
+        ids = [_s(x) for x in out]
+        if ids == ["nopool"]:
+            raise UnknownDevice(f"unknown pool {pool!r}")
+        return ids
+
+    async def _pool_names(self) -> list[str]:
+        names = await self._call(self._redis().smembers(self._keys.pools))
+        return sorted(_s(n) for n in names)
+
+    async def drain(self, pool: str | None, reason: str) -> int:
+        targets = [pool] if pool is not None else await self._pool_names()
+        asked = 0
+        for name in targets:
+            asked += int(await self._script("DRAIN", self._keys.pool(name)[:3], [reason]))
+        return asked
+
+    async def pools(self) -> list[PoolStatus]:
+        out: list[PoolStatus] = []
+        for name in await self._pool_names():
+            raw = await self._script("STATUS", self._keys.pool(name), [])
+            if _s(raw[0]) == "nopool":
+                continue
+            leases = sorted(
+                (LeaseRecord.from_dict(d) for d in json.loads(_s(raw[3]) or "[]")),
+                key=lambda lease: lease.token,
+            )
+            waiters = sorted(
+                (
+                    WaiterRecord(
+                        id=str(w["id"]),
+                        pool=str(w["pool"]),
+                        mb=int(w["mb"]),
+                        priority=int(w["priority"]),
+                        seq=int(w["seq"]),
+                        holder=str(w["holder"]),
+                        expires_at=float(w["expires_at"]),
+                    )
+                    for w in json.loads(_s(raw[4]) or "[]")
+                ),
+                key=lambda w: (w.priority, w.seq),
+            )
+            out.append(
+                PoolStatus(
+                    pool=name,
+                    capacity_mb=int(_s(raw[0])),
+                    used_mb=int(_s(raw[1])),
+                    foreign_mb=int(_s(raw[2])),
+                    leases=leases,
+                    waiters=waiters,
+                )
+            )
+        return out
+
+    async def now(self) -> float:
+        sec, usec = await self._call(self._redis().time())
+        return float(sec) + float(usec) / 1e6

@@ -1,0 +1,404 @@
+"""The embedded default: one SQLite file shared by every process on the host.
+
+Every operation is one ``BEGIN IMMEDIATE`` transaction (the write lock is taken at
+the start, so a grant's read-check-write cannot interleave with another process's).
+The database runs in WAL mode with ``synchronous=NORMAL``: a commit survives a
+process crash; a power loss may lose the last grants, which is harmless for a ledger
+of leases that expire anyway.
+
+SQLite's own busy handler sleeps in coarse steps (up to 100 ms) while another
+process holds the lock; we retry ourselves with short randomised sleeps instead,
+which keeps grant latency low under contention.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import random
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from model_boss.errors import LeaseLost, StoreUnavailable, UnknownDevice
+from model_boss.leases._ledger import NO_SEQ, preemption_victims, waiters_ahead_mb
+from model_boss.leases._records import (
+    GrantResult,
+    LeaseRecord,
+    LeaseRequest,
+    PoolStatus,
+    RenewResult,
+    WaiterRecord,
+)
+
+__all__ = ["SQLiteStore"]
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS pools (
+    name TEXT PRIMARY KEY,
+    capacity_mb INTEGER NOT NULL,
+    foreign_mb INTEGER NOT NULL DEFAULT 0,
+    token INTEGER NOT NULL DEFAULT 0,
+    seq INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS leases (
+    id TEXT PRIMARY KEY,
+    pool TEXT NOT NULL,
+    mb INTEGER NOT NULL,
+    priority INTEGER NOT NULL,
+    holder TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    model_id TEXT,
+    token INTEGER NOT NULL,
+    granted_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    preempt INTEGER NOT NULL DEFAULT 0,
+    preempt_reason TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS leases_pool ON leases (pool);
+CREATE TABLE IF NOT EXISTS waiters (
+    id TEXT NOT NULL,
+    pool TEXT NOT NULL,
+    mb INTEGER NOT NULL,
+    priority INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    holder TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (pool, id)
+);
+"""
+
+LEASE_COLUMNS = (
+    "id, pool, mb, priority, holder, pid, host, model_id, token, granted_at, expires_at, "
+    "preempt, preempt_reason"
+)
+LOCK_WAIT_S = 10.0
+
+
+def _lease(row: tuple[object, ...]) -> LeaseRecord:
+    (lid, pool, mb, prio, holder, pid, host, model_id, token, granted, expires, pre, why) = row
+    return LeaseRecord(
+        id=str(lid),
+        pool=str(pool),
+        mb=int(str(mb)),
+        priority=int(str(prio)),
+        holder=str(holder),
+        pid=int(str(pid)),
+        host=str(host),
+        model_id=None if model_id is None else str(model_id),
+        token=int(str(token)),
+        granted_at=float(str(granted)),
+        expires_at=float(str(expires)),
+        preempt=bool(pre),
+        preempt_reason=str(why),
+    )
+
+
+def _waiter(row: tuple[object, ...]) -> WaiterRecord:
+    wid, pool, mb, prio, seq, holder, expires = row
+    return WaiterRecord(
+        id=str(wid),
+        pool=str(pool),
+        mb=int(str(mb)),
+        priority=int(str(prio)),
+        seq=int(str(seq)),
+        holder=str(holder),
+        expires_at=float(str(expires)),
+    )
+
+
+class SQLiteStore:
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
+        self._path = path
+        self._clock = clock
+        self._db: sqlite3.Connection | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+
+    @property
+    def url(self) -> str:
+        return f"sqlite:///{self._path}"
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="model-boss-sqlite"
+            )
+        await self._run(self._open)
+
+    def _open(self) -> None:
+        if self._db is not None:
+            return
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self._path, timeout=0, isolation_level=None)
+            self._db = db
+            self._retry(lambda: db.execute("PRAGMA journal_mode=WAL").fetchone())
+            db.execute("PRAGMA synchronous=NORMAL")
+            self._write(lambda c: c.executescript(SCHEMA) and None)
+        except (sqlite3.Error, OSError) as exc:
+            self._db = None
+            raise StoreUnavailable(f"cannot open the SQLite ledger {self._path}: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._executor is None:
+            return
+        await self._run(self._close)
+        self._executor.shutdown(wait=True)
+        self._executor = None
+
+    def _close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        if self._executor is None:
+            raise StoreUnavailable("the SQLite ledger is not connected (call connect())")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    def _retry(self, fn: Callable[[], T]) -> T:
+        deadline = time.monotonic() + LOCK_WAIT_S
+        delay = 0.0002
+        while True:
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise StoreUnavailable(f"SQLite ledger {self._path}: {exc}") from exc
+                if time.monotonic() > deadline:
+                    raise StoreUnavailable(
+                        f"SQLite ledger {self._path} stayed locked for {LOCK_WAIT_S:.0f} s"
+                    ) from exc
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 1.5, 0.005)
+
+    def _write(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``body`` in one BEGIN IMMEDIATE transaction (retrying while locked)."""
+        db = self._db
+        if db is None:
+            raise StoreUnavailable("the SQLite ledger is not connected (call connect())")
+        self._retry(lambda: db.execute("BEGIN IMMEDIATE"))
+        try:
+            result = body(db)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        self._retry(lambda: db.execute("COMMIT"))
+        return result
+
+    # -- rules ------------------------------------------------------------------------
+
+    def _pool_row(self, db: sqlite3.Connection, pool: str) -> tuple[int, int, int, int]:
+        row = db.execute(
+            "SELECT capacity_mb, foreign_mb, token, seq FROM pools WHERE name = ?", (pool,)
+        ).fetchone()
+        if row is None:
+            raise UnknownDevice(f"unknown pool {pool!r}")
+        return int(row[0]), int(row[1]), int(row[2]), int(row[3])
+
+    @staticmethod
+    def _purge(db: sqlite3.Connection, pool: str | None, now: float) -> None:
+        if pool is None:
+            db.execute("DELETE FROM leases WHERE expires_at <= ?", (now,))
+            db.execute("DELETE FROM waiters WHERE expires_at <= ?", (now,))
+        else:
+            db.execute("DELETE FROM leases WHERE pool = ? AND expires_at <= ?", (pool, now))
+            db.execute("DELETE FROM waiters WHERE pool = ? AND expires_at <= ?", (pool, now))
+
+    @staticmethod
+    def _used(db: sqlite3.Connection, pool: str) -> int:
+        row = db.execute("SELECT COALESCE(SUM(mb), 0) FROM leases WHERE pool = ?", (pool,))
+        return int(row.fetchone()[0])
+
+    @staticmethod
+    def _waiters(db: sqlite3.Connection, pool: str) -> list[WaiterRecord]:
+        rows = db.execute(
+            "SELECT id, pool, mb, priority, seq, holder, expires_at FROM waiters "
+            "WHERE pool = ? ORDER BY priority, seq",
+            (pool,),
+        )
+        return [_waiter(r) for r in rows.fetchall()]
+
+    async def register_pool(self, pool: str, capacity_mb: int) -> None:
+        def body(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO pools (name, capacity_mb) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET capacity_mb = excluded.capacity_mb",
+                (pool, capacity_mb),
+            )
+
+        await self._run(lambda: self._write(body))
+
+    async def set_foreign(self, pool: str, mb: int) -> None:
+        def body(db: sqlite3.Connection) -> None:
+            self._pool_row(db, pool)
+            db.execute("UPDATE pools SET foreign_mb = ? WHERE name = ?", (max(0, mb), pool))
+
+        await self._run(lambda: self._write(body))
+
+    async def grant(self, req: LeaseRequest) -> GrantResult:
+        def body(db: sqlite3.Connection) -> GrantResult:
+            now = self._clock()
+            capacity, foreign, token, seq = self._pool_row(db, req.pool)
+            self._purge(db, req.pool, now)
+            waiters = self._waiters(db, req.pool)
+            mine = next((w for w in waiters if w.id == req.lease_id), None)
+            my_seq = mine.seq if mine is not None else NO_SEQ
+            ahead = waiters_ahead_mb(waiters, req.lease_id, req.priority, my_seq)
+            free = capacity - self._used(db, req.pool) - foreign
+            if req.mb + ahead <= free:
+                lease = LeaseRecord(
+                    id=req.lease_id,
+                    pool=req.pool,
+                    mb=req.mb,
+                    priority=req.priority,
+                    holder=req.holder,
+                    pid=req.pid,
+                    host=req.host,
+                    model_id=req.model_id,
+                    token=token + 1,
+                    granted_at=now,
+                    expires_at=now + req.ttl_s,
+                )
+                db.execute("UPDATE pools SET token = ? WHERE name = ?", (lease.token, req.pool))
+                db.execute(
+                    f"INSERT INTO leases ({LEASE_COLUMNS}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, '')",
+                    (
+                        lease.id,
+                        lease.pool,
+                        lease.mb,
+                        lease.priority,
+                        lease.holder,
+                        lease.pid,
+                        lease.host,
+                        lease.model_id,
+                        lease.token,
+                        lease.granted_at,
+                        lease.expires_at,
+                    ),
+                )
+                if mine is not None:
+                    db.execute(
+                        "DELETE FROM waiters WHERE pool = ? AND id = ?", (req.pool, req.lease_id)
+                    )
+                return GrantResult(lease, free, ahead)
+            if req.wait:
+                if mine is None:
+                    db.execute("UPDATE pools SET seq = ? WHERE name = ?", (seq + 1, req.pool))
+                    db.execute(
+                        "INSERT INTO waiters (id, pool, mb, priority, seq, holder, expires_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            req.lease_id,
+                            req.pool,
+                            req.mb,
+                            req.priority,
+                            seq + 1,
+                            req.holder,
+                            now + req.waiter_ttl_s,
+                        ),
+                    )
+                else:
+                    db.execute(
+                        "UPDATE waiters SET expires_at = ? WHERE pool = ? AND id = ?",
+                        (now + req.waiter_ttl_s, req.pool, req.lease_id),
+                    )
+            return GrantResult(None, free, ahead)
+
+        return await self._run(lambda: self._write(body))
+
+    async def renew(self, pool: str, lease_id: str, ttl_s: float) -> RenewResult:
+        def body(db: sqlite3.Connection) -> RenewResult:
+            now = self._clock()
+            row = db.execute(
+                "SELECT expires_at, preempt, preempt_reason FROM leases WHERE id = ? AND pool = ?",
+                (lease_id, pool),
+            ).fetchone()
+            if row is None or float(row[0]) <= now:
+                db.execute("DELETE FROM leases WHERE id = ? AND pool = ?", (lease_id, pool))
+                raise LeaseLost(f"lease {lease_id} on {pool} expired or was released")
+            db.execute("UPDATE leases SET expires_at = ? WHERE id = ?", (now + ttl_s, lease_id))
+            return RenewResult(now + ttl_s, bool(row[1]), str(row[2]))
+
+        return await self._run(lambda: self._write(body))
+
+    async def release(self, pool: str, lease_id: str) -> bool:
+        def body(db: sqlite3.Connection) -> bool:
+            cur = db.execute("DELETE FROM leases WHERE id = ? AND pool = ?", (lease_id, pool))
+            return cur.rowcount > 0
+
+        return await self._run(lambda: self._write(body))
+
+    async def withdraw(self, pool: str, waiter_id: str) -> None:
+        def body(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM waiters WHERE pool = ? AND id = ?", (pool, waiter_id))
+
+        await self._run(lambda: self._write(body))
+
+    async def request_preemption(
+        self, pool: str, need_mb: int, priority: int, reason: str
+    ) -> list[str]:
+        def body(db: sqlite3.Connection) -> list[str]:
+            self._pool_row(db, pool)
+            self._purge(db, pool, self._clock())
+            rows = db.execute(f"SELECT {LEASE_COLUMNS} FROM leases WHERE pool = ?", (pool,))
+            victims = preemption_victims([_lease(r) for r in rows.fetchall()], need_mb, priority)
+            db.executemany(
+                "UPDATE leases SET preempt = 1, preempt_reason = ? WHERE id = ?",
+                [(reason, v.id) for v in victims],
+            )
+            return [v.id for v in victims]
+
+        return await self._run(lambda: self._write(body))
+
+    async def drain(self, pool: str | None, reason: str) -> int:
+        def body(db: sqlite3.Connection) -> int:
+            self._purge(db, pool, self._clock())
+            if pool is None:
+                cur = db.execute("UPDATE leases SET preempt = 1, preempt_reason = ?", (reason,))
+            else:
+                cur = db.execute(
+                    "UPDATE leases SET preempt = 1, preempt_reason = ? WHERE pool = ?",
+                    (reason, pool),
+                )
+            return cur.rowcount
+
+        return await self._run(lambda: self._write(body))
+
+    async def pools(self) -> list[PoolStatus]:
+        def body(db: sqlite3.Connection) -> list[PoolStatus]:
+            self._purge(db, None, self._clock())
+            out: list[PoolStatus] = []
+            rows = db.execute("SELECT name, capacity_mb, foreign_mb FROM pools ORDER BY name")
+            for name, capacity, foreign in rows.fetchall():
+                leases = [
+                    _lease(r)
+                    for r in db.execute(
+                        f"SELECT {LEASE_COLUMNS} FROM leases WHERE pool = ? ORDER BY token",
+                        (name,),
+                    ).fetchall()
+                ]
+                out.append(
+                    PoolStatus(
+                        pool=str(name),
+                        capacity_mb=int(capacity),
+                        used_mb=sum(lease.mb for lease in leases),
+                        foreign_mb=int(foreign),
+                        leases=leases,
+                        waiters=self._waiters(db, str(name)),
+                    )
+                )
+            return out
+
+        return await self._run(lambda: self._write(body))
+
+    async def now(self) -> float:
+        return self._clock()
