@@ -181,14 +181,14 @@ class _Boss:
         pools: list[str],
         prio: int,
         model_id: str | None,
-        timeout: float | None,
+        wait_s: float | None,
         ttl: float,
         preempt: bool,
     ) -> Lease:
         await self.connect()
         await self.refresh_foreign()
         lease_id = secrets.token_hex(8)
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None if wait_s is None else time.monotonic() + wait_s
         free = {p.pool: p.free_mb for p in await self._store.pools() if p.pool in pools}
         # The pool we queue on while waiting: the one that could fit us soonest.
         home = max(pools, key=lambda p: (free.get(p, 0), self._capacity[p]))
@@ -233,7 +233,7 @@ class _Boss:
                             await self._store.request_preemption(home, mb, prio, reason)
                 if deadline is not None and time.monotonic() >= deadline:
                     raise AcquireTimeout(
-                        f"no pool granted {mb} MiB within {timeout} s "
+                        f"no pool granted {mb} MiB within {wait_s} s "
                         f"(free now: {', '.join(f'{p}={free.get(p, 0)}' for p in pools)} MiB)"
                     )
                 pause = delay if deadline is None else min(delay, deadline - time.monotonic())
