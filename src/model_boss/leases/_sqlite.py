@@ -112,6 +112,12 @@ def _waiter(row: tuple[object, ...]) -> WaiterRecord:
     )
 
 
+def _create_schema(db: sqlite3.Connection) -> None:
+    for statement in SCHEMA.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
 class SQLiteStore:
     def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
         self._path = path
@@ -141,7 +147,7 @@ class SQLiteStore:
             self._db = db
             self._retry(lambda: db.execute("PRAGMA journal_mode=WAL").fetchone())
             db.execute("PRAGMA synchronous=NORMAL")
-            self._write(lambda c: c.executescript(SCHEMA) and None)
+            self._write(_create_schema)
         except (sqlite3.Error, OSError) as exc:
             self._db = None
             raise StoreUnavailable(f"cannot open the SQLite ledger {self._path}: {exc}") from exc
