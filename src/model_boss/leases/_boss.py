@@ -11,7 +11,7 @@ import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from model_boss.devices import (
     Device,
@@ -111,7 +111,7 @@ class _Boss:
             await self._store.close()
             self._connected = False
 
-    async def __aenter__(self) -> _Boss:
+    async def __aenter__(self) -> Self:
         await self.connect()
         return self
 

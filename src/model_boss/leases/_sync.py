@@ -10,7 +10,7 @@ import asyncio
 import threading
 from collections.abc import Coroutine, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from model_boss.devices import Device
 from model_boss.leases._boss import DEFAULT_TTL_S, BossStatus, GPUBoss, RAMBoss
@@ -95,7 +95,7 @@ class _SyncBoss:
     def close(self) -> None:
         self._runner.run(self._boss.close())
 
-    def __enter__(self) -> _SyncBoss:
+    def __enter__(self) -> Self:
         self.connect()
         return self
 
