@@ -1,0 +1,196 @@
+"""The ``llama_server`` kind: a managed llama.cpp ``llama-server`` process.
+
+Ready when ``GET /health`` answers 200 (it answers 503 while the model loads). Requests
+pass through to its OpenAI endpoints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from model_boss.backends._options import EntryReader
+from model_boss.backends._paths import find_llama_server
+from model_boss.backends._process_backend import ProcessBackend, ProcessOptions
+from model_boss.backends._protocol import Capability, FailureCallback
+
+__all__ = ["LlamaServerBackend", "LlamaServerOptions"]
+
+KV_CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
+SPEC_TYPES = (
+    "none",
+    "draft-simple",
+    "draft-eagle3",
+    "draft-mtp",
+    "draft-dflash",
+    "draft-dspark",
+    "ngram-simple",
+    "ngram-map-k",
+    "ngram-map-k4v",
+    "ngram-mod",
+    "ngram-cache",
+)
+ON_OFF_AUTO = ("on", "off", "auto")
+
+
+def _gpu_layers(reader: EntryReader, key: str) -> str | None:
+    path, value = reader.raw(key)
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise reader.error(path, "expected an integer, 'auto' or 'all'", value)
+    if isinstance(value, int) or (isinstance(value, str) and value.lstrip("-").isdigit()):
+        return str(int(value))
+    if value in ("auto", "all"):
+        return str(value)
+    raise reader.error(path, "expected an integer, 'auto' or 'all'", value)
+
+
+def _on_off_auto(reader: EntryReader, key: str) -> str | None:
+    path, value = reader.raw(key)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value is None:
+        return None
+    if value in ON_OFF_AUTO:
+        return str(value)
+    raise reader.error(path, "expected on, off, auto (or true/false)", value)
+
+
+@dataclass(frozen=True)
+class LlamaServerOptions:
+    """A ``llama_server`` manifest entry: ``path``, ``context_size``, ``chat_template`` at
+    the top, the rest in its ``llama_server`` table (names follow llama.cpp's flags)."""
+
+    model_path: Path
+    context_size: int | None = None
+    chat_template: str | None = None
+    n_gpu_layers: str | None = None
+    parallel: int | None = None
+    threads: int | None = None
+    flash_attn: str | None = None
+    cache_type_k: str | None = None
+    cache_type_v: str | None = None
+    mmproj_path: Path | None = None
+    image_max_tokens: int | None = None
+    draft_model_path: Path | None = None
+    spec_type: str | None = None
+    spec_draft_n_max: int | None = None
+    spec_draft_n_min: int | None = None
+    spec_draft_p_min: float | None = None
+    spec_draft_ngl: str | None = None
+    reasoning: str | None = None
+    reasoning_format: str | None = None
+    embeddings: bool = False
+    alias: str | None = None
+    process: ProcessOptions = field(default_factory=lambda: ProcessOptions(start_timeout_s=120.0))
+
+    TABLE: ClassVar[str] = "llama_server"
+
+    @classmethod
+    def from_manifest(cls, model_id: str, entry: Mapping[str, Any]) -> LlamaServerOptions:
+        r = EntryReader(model_id, entry, cls.TABLE)
+        model_path = r.path("path", top=True, required=True)
+        assert model_path is not None
+        options = cls(
+            model_path=model_path,
+            context_size=r.integer("context_size", minimum=0, top=True),
+            chat_template=r.string("chat_template", top=True),
+            n_gpu_layers=_gpu_layers(r, "n_gpu_layers"),
+            parallel=r.integer("parallel", minimum=1),
+            threads=r.integer("threads", minimum=1),
+            flash_attn=_on_off_auto(r, "flash_attn"),
+            cache_type_k=r.choice("cache_type_k", KV_CACHE_TYPES),
+            cache_type_v=r.choice("cache_type_v", KV_CACHE_TYPES),
+            mmproj_path=r.path("mmproj_path"),
+            image_max_tokens=r.integer("image_max_tokens", minimum=1),
+            draft_model_path=r.path("draft_model_path"),
+            spec_type=r.choice("spec_type", SPEC_TYPES),
+            spec_draft_n_max=r.integer("spec_draft_n_max", minimum=1),
+            spec_draft_n_min=r.integer("spec_draft_n_min", minimum=0),
+            spec_draft_p_min=r.number("spec_draft_p_min", minimum=0.0, maximum=1.0),
+            spec_draft_ngl=_gpu_layers(r, "spec_draft_ngl"),
+            reasoning=_on_off_auto(r, "reasoning"),
+            reasoning_format=r.string("reasoning_format"),
+            embeddings=r.boolean("embeddings", False),
+            alias=r.string("alias"),
+            process=ProcessOptions.read(r, start_timeout_s=120.0),
+        )
+        r.finish()
+        if (
+            options.spec_draft_n_max is not None
+            and options.spec_draft_n_min is not None
+            and options.spec_draft_n_min > options.spec_draft_n_max
+        ):
+            raise r.error("llama_server.spec_draft_n_min", "must be <= spec_draft_n_max")
+        return options
+
+    def command(self, binary: str, port: int, model_id: str) -> list[str]:
+        """The llama-server command line (without ``extra_args``)."""
+        argv = [binary, "--model", str(self.model_path), "--host", "127.0.0.1"]
+        argv += ["--port", str(port), "--alias", self.alias or model_id, "--metrics"]
+        argv += ["--no-webui"]
+        flags: Sequence[tuple[str, object | None]] = (
+            ("--ctx-size", self.context_size),
+            ("--n-gpu-layers", self.n_gpu_layers),
+            ("--parallel", self.parallel),
+            ("--threads", self.threads),
+            ("--flash-attn", self.flash_attn),
+            ("--cache-type-k", self.cache_type_k),
+            ("--cache-type-v", self.cache_type_v),
+            ("--mmproj", self.mmproj_path),
+            ("--image-max-tokens", self.image_max_tokens),
+            ("--spec-draft-model", self.draft_model_path),
+            ("--spec-type", self.spec_type),
+            ("--spec-draft-n-max", self.spec_draft_n_max),
+            ("--spec-draft-n-min", self.spec_draft_n_min),
+            ("--spec-draft-p-min", self.spec_draft_p_min),
+            ("--spec-draft-ngl", self.spec_draft_ngl),
+            ("--reasoning", self.reasoning),
+            ("--reasoning-format", self.reasoning_format),
+        )
+        for flag, value in flags:
+            if value is not None:
+                argv += [flag, str(value)]
+        if self.chat_template is not None:
+            if self.chat_template.endswith(".jinja"):
+                argv += ["--chat-template-file", self.chat_template]
+            else:
+                argv += ["--chat-template", self.chat_template]
+        if self.embeddings:
+            argv.append("--embeddings")
+        return argv
+
+
+class LlamaServerBackend(ProcessBackend):
+    """A llama-server process serving one GGUF model."""
+
+    kind: ClassVar[str] = "llama_server"
+
+    def __init__(
+        self,
+        model_id: str,
+        options: LlamaServerOptions,
+        *,
+        gpus: Sequence[int] | None = None,
+        log_dir: Path | None = None,
+        on_failure: FailureCallback | None = None,
+    ) -> None:
+        super().__init__(
+            model_id, options.process, gpus=gpus, log_dir=log_dir, on_failure=on_failure
+        )
+        self.options = options
+        self._capabilities = (
+            frozenset({Capability.EMBEDDINGS})
+            if options.embeddings
+            else frozenset({Capability.CHAT, Capability.COMPLETIONS})
+        )
+
+    def command(self, port: int) -> list[str]:
+        binary = self.options.process.binary or str(find_llama_server())
+        return self.options.command(binary, port, self.model_id)
+
+    def upstream_model(self) -> str:
+        return self.options.alias or self.model_id
