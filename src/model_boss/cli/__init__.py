@@ -7,6 +7,7 @@ the handler a group installs returns the process exit code.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 
@@ -16,17 +17,18 @@ __all__ = ["main"]
 
 Handler = Callable[[argparse.Namespace], int]
 
+# Command-group modules, in the order ``--help`` lists them.
+GROUPS = ("_gpu", "_ram")
+
 
 def _parser() -> argparse.ArgumentParser:
-    from model_boss.cli import _gpu, _ram
-
     parser = argparse.ArgumentParser(
         prog="model-boss",
         description="Share GPUs and RAM between programs for ML inference.",
     )
     groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
-    for module in (_gpu, _ram):
-        module.register(groups)
+    for name in GROUPS:
+        importlib.import_module(f"model_boss.cli.{name}").register(groups)
     return parser
 
 
