@@ -64,7 +64,7 @@ def test_no_driver_means_no_gpus_not_an_error(monkeypatch: pytest.MonkeyPatch) -
 @pytest.mark.parametrize("bad", [{"index": -1, "total_mb": 1}, {"index": 0, "total_mb": 0}])
 def test_device_rejects_nonsense(bad: dict[str, int]) -> None:
     with pytest.raises(ValueError, match="device"):
-        Device(**bad)
+        Device(bad["index"], bad["total_mb"])
 
 
 def test_foreign_memory_counts_processes_without_a_lease() -> None:
