@@ -93,7 +93,7 @@ class DiffusersBackend(ProcessBackend):
         options: DiffusersOptions,
         *,
         gpus: Sequence[int] | None = None,
-        log_dir: Path | None = None,
+        log_dir: str | os.PathLike[str] | None = None,
         on_failure: FailureCallback | None = None,
     ) -> None:
         super().__init__(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from model_boss.backends._diffusers import DiffusersBackend, DiffusersOptions
@@ -52,7 +52,7 @@ def create_backend(
     entry: Mapping[str, Any],
     *,
     gpus: Sequence[int] | None = None,
-    log_dir: Path | None = None,
+    log_dir: str | os.PathLike[str] | None = None,
     on_failure: FailureCallback | None = None,
 ) -> Backend:
     """A stopped backend of ``kind`` (``llama_server``, ``vllm_serve``, ``openai_remote``,

@@ -6,8 +6,8 @@ read SSE streams ~2.4x faster.
 
 Streams are yielded as complete SSE events, each the raw bytes the upstream sent
 (``data: {...}\\n\\n``), as soon as each event is complete: no buffering beyond one
-partial event and no re-serialisation. Closing the iterator early closes the connection
-(never returns it to the pool), which is how llama-server learns to stop generating.
+partial event and no re-serialisation. A streamed connection is closed, never pooled:
+closing the iterator early is how llama-server learns to stop generating.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from model_boss.backends._errors import UpstreamError
 __all__ = ["RETRY_STATUSES", "UpstreamClient", "split_sse_events"]
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+KEEPALIVE_S = 3.0
 _EVENT_END = re.compile(rb"\r?\n\r?\n")
 
 
@@ -82,7 +83,11 @@ class UpstreamClient:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self._max_connections)
+            # llama-server drops idle keep-alive connections after 5 s: never reuse one
+            # that old, or the next request fails writing to a closed socket.
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections, keepalive_timeout=KEEPALIVE_S
+            )
             self._session = aiohttp.ClientSession(
                 connector=connector, headers=self._headers, trust_env=self._trust_env
             )
@@ -99,12 +104,16 @@ class UpstreamClient:
         path: str,
         body: Mapping[str, Any] | None,
         client_timeout: aiohttp.ClientTimeout,
+        *,
+        close: bool = False,
     ) -> aiohttp.ClientResponse:
         """Send with retries; returns a 2xx response whose body is not read yet."""
         session = self._get_session()
         url = self.base_url + path
         data = None if body is None else json.dumps(body).encode()
-        headers = None if body is None else {"Content-Type": "application/json"}
+        headers = {} if body is None else {"Content-Type": "application/json"}
+        if close:
+            headers["Connection"] = "close"
         attempt = 0
         while True:
             try:
@@ -173,8 +182,8 @@ class UpstreamClient:
         self, path: str, body: Mapping[str, Any], *, timeout_s: float | None = None
     ) -> AsyncIterator[bytes]:
         """POST ``body`` and yield the SSE events of the answer as they arrive."""
-        response = await self._send("POST", path, body, self._timeout(timeout_s, streaming=True))
-        completed = False
+        timeout = self._timeout(timeout_s, streaming=True)
+        response = await self._send("POST", path, body, timeout, close=True)
         try:
             rest = b""
             async for chunk in response.content.iter_any():
@@ -183,11 +192,10 @@ class UpstreamClient:
                     yield event
             if rest.strip():
                 yield rest
-            completed = True
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise UpstreamError(f"stream from {self.base_url}{path} broke: {exc}") from None
         finally:
-            if completed:
-                response.release()
-            else:  # the caller went away or the stream broke: drop the connection
-                response.close()
+            # A streamed connection is never pooled ("Connection: close"; llama-server
+            # drops it after a stream anyway). If the caller went away, this close is
+            # what stops generation upstream.
+            response.close()

@@ -6,6 +6,7 @@ pass through to its OpenAI endpoints.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +85,7 @@ class LlamaServerOptions:
     reasoning: str | None = None
     reasoning_format: str | None = None
     embeddings: bool = False
+    pooling: str | None = None
     alias: str | None = None
     process: ProcessOptions = field(default_factory=lambda: ProcessOptions(start_timeout_s=120.0))
 
@@ -115,6 +117,7 @@ class LlamaServerOptions:
             reasoning=_on_off_auto(r, "reasoning"),
             reasoning_format=r.string("reasoning_format"),
             embeddings=r.boolean("embeddings", False),
+            pooling=r.choice("pooling", ("none", "mean", "cls", "last", "rank")),
             alias=r.string("alias"),
             process=ProcessOptions.read(r, start_timeout_s=120.0),
         )
@@ -150,6 +153,7 @@ class LlamaServerOptions:
             ("--spec-draft-ngl", self.spec_draft_ngl),
             ("--reasoning", self.reasoning),
             ("--reasoning-format", self.reasoning_format),
+            ("--pooling", self.pooling),
         )
         for flag, value in flags:
             if value is not None:
@@ -175,7 +179,7 @@ class LlamaServerBackend(ProcessBackend):
         options: LlamaServerOptions,
         *,
         gpus: Sequence[int] | None = None,
-        log_dir: Path | None = None,
+        log_dir: str | os.PathLike[str] | None = None,
         on_failure: FailureCallback | None = None,
     ) -> None:
         super().__init__(

@@ -8,6 +8,7 @@ how to tell it is ready, and which OpenAI endpoints it has.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -92,13 +93,13 @@ class ProcessBackend:
         process: ProcessOptions,
         *,
         gpus: Sequence[int] | None = None,
-        log_dir: Path | None = None,
+        log_dir: str | os.PathLike[str] | None = None,
         on_failure: FailureCallback | None = None,
     ) -> None:
         self._model_id = model_id
         self._process_options = process
         self._gpus = None if gpus is None else tuple(gpus)
-        self._log_dir = default_log_dir() if log_dir is None else log_dir
+        self._log_dir = default_log_dir() if log_dir is None else Path(log_dir)
         self._on_failure = on_failure
         self._state = BackendState.STOPPED
         self._process: SupervisedProcess | None = None

@@ -11,10 +11,10 @@ the same start-up protocol (tests/backends/fakes/vllm).
 from __future__ import annotations
 
 import json
+import os
 import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 from model_boss.backends._http import UpstreamClient
@@ -128,7 +128,7 @@ class VllmServeBackend(ProcessBackend):
         options: VllmServeOptions,
         *,
         gpus: Sequence[int] | None = None,
-        log_dir: Path | None = None,
+        log_dir: str | os.PathLike[str] | None = None,
         on_failure: FailureCallback | None = None,
     ) -> None:
         tp = options.tensor_parallel_size

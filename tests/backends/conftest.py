@@ -1,0 +1,108 @@
+"""Fixtures of the backend tests: the real llama-server and demo model, fakes, helpers.
+
+The real llama-server and SmolLM2 come from ``make setup`` (scripts/build-llama-server.sh
+and ``python -m model_boss.backends._demo_model``). A test that needs them fails loudly
+when they are missing; it is never skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from model_boss.backends import BackendStartError, find_llama_server, models_dir
+from model_boss.backends._demo_model import DEMO_MODEL_FILE
+
+FAKES = Path(__file__).parent / "fakes"
+
+
+def process_gone(pid: int) -> bool:
+    """True when ``pid`` no longer runs (a zombie waiting for its reaper counts as gone)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+async def wait_gone(pid: int, timeout_s: float) -> float:
+    """Poll until ``pid`` is gone; returns how long it took, fails the test after ``timeout_s``."""
+    start = time.monotonic()
+    while not process_gone(pid):
+        if time.monotonic() - start > timeout_s:
+            pytest.fail(f"process {pid} still runs {timeout_s} s later")
+        await asyncio.sleep(0.02)
+    return time.monotonic() - start
+
+
+async def port_closed(port: int) -> bool:
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return True
+    writer.close()
+    await writer.wait_closed()
+    return False
+
+
+@pytest.fixture(scope="session")
+def llama_server_binary() -> Path:
+    try:
+        return find_llama_server()
+    except BackendStartError as exc:
+        pytest.fail(f"{exc} -- run `make setup`", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def demo_model() -> Path:
+    path = models_dir() / DEMO_MODEL_FILE
+    if not path.is_file():
+        pytest.fail(
+            f"{path} is missing -- run `make setup` (python -m model_boss.backends._demo_model)",
+            pytrace=False,
+        )
+    return path
+
+
+@pytest.fixture
+def smollm_entry(demo_model: Path, llama_server_binary: Path) -> dict[str, Any]:
+    """A manifest entry for the real llama-server with the demo model, sized for 2 cores."""
+    return {
+        "path": str(demo_model),
+        "context_size": 2048,
+        "llama_server": {
+            "binary": str(llama_server_binary),
+            "parallel": 1,
+            "threads": 2,
+            "start_timeout_s": 60,
+            "stop_grace_s": 5,
+        },
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A diffusers DDPM pipeline with a tiny random UNet, saved locally (no hub access)."""
+    import torch
+    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(
+        sample_size=32,
+        in_channels=3,
+        out_channels=3,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        norm_num_groups=8,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+    )
+    scheduler = DDPMScheduler(num_train_timesteps=50)
+    path = tmp_path_factory.mktemp("tiny-ddpm")
+    DDPMPipeline(unet=unet, scheduler=scheduler).save_pretrained(path)
+    yield path
