@@ -296,3 +296,51 @@ async def test_memory_used_outside_the_ledger_is_never_granted() -> None:
         async with boss.acquire(vram_mb=4000, timeout=1):
             pass
         assert (await boss.status()).pools[0].foreign_mb == 6000
+
+
+async def test_a_redis_that_accepts_but_never_answers_fails_fast() -> None:
+    from model_boss.leases._redis import RedisStore
+
+    done = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1 << 16)
+        await done.wait()
+        writer.close()
+        await writer.wait_closed()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    store = RedisStore(f"redis://127.0.0.1:{port}/0", command_timeout_s=0.3)
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable):
+        await store.connect()
+    assert time.monotonic() - started < 3
+    done.set()
+    server.close()
+    await server.wait_closed()
+
+
+async def test_a_stopped_redis_fails_calls_fast_instead_of_hanging(valkey_url: str) -> None:
+    import os
+    import signal
+
+    from model_boss.leases._redis import RedisStore
+    from model_boss.testing import ValkeyServer
+
+    own = ValkeyServer()
+    url = own.start()
+    store = RedisStore(url, command_timeout_s=0.3)
+    try:
+        await store.connect()
+        await store.register_pool("h:gpu0", 100)
+        assert own._proc is not None
+        os.kill(own._proc.pid, signal.SIGSTOP)
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match="did not answer"):
+            await store.pools()
+        assert time.monotonic() - started < 2
+        os.kill(own._proc.pid, signal.SIGCONT)
+    finally:
+        await store.close()
+        own.stop()

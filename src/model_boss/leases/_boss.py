@@ -189,7 +189,9 @@ class _Boss:
         await self.refresh_foreign()
         lease_id = secrets.token_hex(8)
         deadline = None if wait_s is None else time.monotonic() + wait_s
-        free = {p.pool: p.free_mb for p in await self._store.pools() if p.pool in pools}
+        free: dict[str, int] = {}
+        if len(pools) > 1:  # best fit needs to know what each pool has free
+            free = {p.pool: p.free_mb for p in await self._store.pools() if p.pool in pools}
         # The pool we queue on while waiting: the one that could fit us soonest.
         home = max(pools, key=lambda p: (free.get(p, 0), self._capacity[p]))
         delay = self.poll_s

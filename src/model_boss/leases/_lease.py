@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from model_boss.errors import LeaseLost, StoreUnavailable
@@ -55,6 +55,8 @@ class Lease:
         self._released = False
         self._on_release = on_release
         self._heartbeat: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._interval_s = ttl_s / 3
 
     # -- identity ---------------------------------------------------------------------
 
@@ -124,9 +126,22 @@ class Lease:
     # -- heartbeat --------------------------------------------------------------------
 
     def start_heartbeat(self, interval_s: float) -> None:
-        self._heartbeat = asyncio.get_running_loop().create_task(
-            self._beat(interval_s), name=f"lease-heartbeat-{self.id}"
-        )
+        """Renew every ``interval_s``. A timer, not a task, waits between renewals, so a
+        short-lived lease costs no task at all."""
+        self._interval_s = interval_s
+        self._arm()
+
+    def _arm(self) -> None:
+        if not self._released:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self._interval_s, self._due)
+
+    def _due(self) -> None:
+        self._timer = None
+        if not self._released:
+            self._heartbeat = asyncio.get_running_loop().create_task(
+                self._beat(), name=f"lease-heartbeat-{self.id}"
+            )
 
     async def renew(self) -> None:
         """Renew now. Raises LeaseLost if the store no longer has it or it was fenced."""
@@ -147,21 +162,22 @@ class Lease:
             self.preempt_reason = result.preempt_reason
             self.preempted.set()
 
-    async def _beat(self, interval_s: float) -> None:
-        retry_s = max(0.01, interval_s / 4)
+    async def _beat(self) -> None:
+        retry_s = max(0.01, self._interval_s / 4)
         while not self._released:
-            await asyncio.sleep(interval_s)
-            while not self._released:
-                if not self.valid:  # e.g. woke from SIGSTOP past the deadline
-                    return
-                try:
-                    await self.renew()
-                    break
-                except LeaseLost:
-                    return
-                except StoreUnavailable as exc:
-                    log.warning("lease %s: renewal failed, retrying: %s", self.id, exc)
-                    await asyncio.sleep(min(retry_s, max(0.0, self._valid_until - self._clock())))
+            if not self.valid:  # e.g. woke from SIGSTOP past the deadline
+                return
+            try:
+                await self.renew()
+            except LeaseLost:
+                return
+            except StoreUnavailable as exc:
+                log.warning("lease %s: renewal failed, retrying: %s", self.id, exc)
+                await asyncio.sleep(min(retry_s, max(0.0, self._valid_until - self._clock())))
+                continue
+            self._heartbeat = None
+            self._arm()
+            return
 
     # -- release ----------------------------------------------------------------------
 
@@ -170,6 +186,9 @@ class Lease:
         if self._released:
             return
         self._released = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         task, self._heartbeat = self._heartbeat, None
         if task is not None:
             task.cancel()
@@ -177,17 +196,21 @@ class Lease:
                 await task
         if self._on_release is not None:
             self._on_release(self)
-        await _shielded(self._store.release(self.pool, self.id))
+        await _release_surely(self._store, self.pool, self.id)
 
 
-async def _shielded(aw: Awaitable[bool]) -> None:
-    """Finish ``aw`` even if the caller is cancelled meanwhile; log store failures."""
-    task = asyncio.ensure_future(aw)
+async def _release_surely(store: LeaseStore, pool: str, lease_id: str) -> None:
+    """Release, and if the caller is cancelled meanwhile, finish the release in the
+    background (releasing is idempotent) before letting the cancellation through."""
     try:
-        await asyncio.shield(task)
+        await store.release(pool, lease_id)
     except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            await task
+        task = asyncio.get_running_loop().create_task(store.release(pool, lease_id))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
         raise
     except StoreUnavailable as exc:
         log.warning("release failed (the lease will expire on its own): %s", exc)
+
+
+_background: set[asyncio.Task[bool]] = set()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable
 from typing import Any, TypeVar
@@ -36,7 +37,10 @@ def _s(value: Any) -> str:
 
 
 class RedisStore:
-    def __init__(self, url: str, *, prefix: str | None = None) -> None:
+    def __init__(
+        self, url: str, *, prefix: str | None = None, command_timeout_s: float = COMMAND_TIMEOUT_S
+    ) -> None:
+        self._timeout_s = command_timeout_s
         parts = urlsplit(url)
         query = parse_qs(parts.query)
         chosen = prefix or (query.pop("prefix", [None])[0]) or default_prefix()
@@ -61,12 +65,20 @@ class RedisStore:
         client = aioredis.Redis.from_url(
             self._url,
             socket_connect_timeout=CONNECT_TIMEOUT_S,
-            socket_timeout=COMMAND_TIMEOUT_S,
+            # No per-read timeout here: on Python 3.11 redis-py implements it with
+            # asyncio.wait_for, a task per command. _call() bounds each call instead.
+            socket_timeout=None,
             health_check_interval=30,
         )
         try:
-            await client.ping()
-        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+            async with asyncio.timeout(CONNECT_TIMEOUT_S + self._timeout_s):
+                await client.ping()
+        except (
+            redis_errors.ConnectionError,
+            redis_errors.TimeoutError,
+            OSError,
+            TimeoutError,
+        ) as exc:
             await client.aclose()
             raise StoreUnavailable(f"cannot reach the Redis ledger {self.url}: {exc}") from exc
         except redis_errors.RedisError as exc:
@@ -88,7 +100,14 @@ class RedisStore:
 
     async def _call(self, awaitable: Awaitable[T]) -> T:
         try:
-            return await awaitable
+            async with asyncio.timeout(self._timeout_s):
+                return await awaitable
+        except TimeoutError as exc:
+            # The connection may hold a half-read reply: drop every pooled connection.
+            await self._redis().connection_pool.disconnect(inuse_connections=True)
+            raise StoreUnavailable(
+                f"the Redis ledger {self.url} did not answer within {self._timeout_s:g} s"
+            ) from exc
         except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
             raise StoreUnavailable(f"lost the Redis ledger {self.url}: {exc}") from exc
 

@@ -1,0 +1,200 @@
+"""Lease ledger throughput: grant+release round trips per second, and latency.
+
+    python benchmarks/leases.py [--seconds 3] [--procs 1,4] [--redis URL] [--json]
+
+Each process loops ``async with boss.acquire(vram_mb=1): pass`` through the public
+GPUBoss API (one grant and one release per round trip) against a Redis ledger (a
+private Valkey started here unless ``--redis`` is given) and the embedded SQLite
+ledger. In the same run it measures a baseline with the same processes: the cheapest
+write round trip each store can do (Redis: SET + DEL with the same client library;
+SQLite: two one-row BEGIN IMMEDIATE transactions), and prints our rate as a ratio of it.
+With ``--json`` the last line is one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import sqlite3
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from model_boss import Device, GPUBoss
+from model_boss.testing import ValkeyServer
+
+TARGETS = {"redis": 5000.0, "sqlite": 1000.0}  # grant+release/s from 4 processes
+
+
+@dataclass
+class Row:
+    store: str
+    procs: int
+    ops_per_s: float
+    p50_ms: float
+    p99_ms: float
+    baseline_ops_per_s: float
+    ratio_to_baseline: float
+    target_ops_per_s: float | None
+    meets_target: bool | None
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _leases(url: str, start_at: float, seconds: float) -> list[float]:
+    async with GPUBoss(url, [Device(0, 10**9)], host="bench", ttl_s=30) as boss:
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        lat: list[float] = []
+        end = time.perf_counter() + seconds
+        while (t0 := time.perf_counter()) < end:
+            async with boss.acquire(vram_mb=1, timeout=10):
+                pass
+            lat.append(time.perf_counter() - t0)
+        return lat
+
+
+async def _redis_baseline(url: str, start_at: float, seconds: float) -> list[float]:
+    client = aioredis.Redis.from_url(url)
+    key = f"bench:baseline:{os.getpid()}"
+    await client.ping()
+    await asyncio.sleep(max(0.0, start_at - time.time()))
+    lat: list[float] = []
+    end = time.perf_counter() + seconds
+    while (t0 := time.perf_counter()) < end:
+        await client.set(key, "1")
+        await client.delete(key)
+        lat.append(time.perf_counter() - t0)
+    await client.aclose()
+    return lat
+
+
+def _sqlite_baseline(path: str, start_at: float, seconds: float) -> list[float]:
+    db = sqlite3.connect(path, timeout=30, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("CREATE TABLE IF NOT EXISTS baseline (id INTEGER PRIMARY KEY, pid INTEGER)")
+    time.sleep(max(0.0, start_at - time.time()))
+    lat: list[float] = []
+    end = time.perf_counter() + seconds
+    while (t0 := time.perf_counter()) < end:
+        db.execute("BEGIN IMMEDIATE")
+        row = db.execute("INSERT INTO baseline (pid) VALUES (?)", (os.getpid(),)).lastrowid
+        db.execute("COMMIT")
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("DELETE FROM baseline WHERE id = ?", (row,))
+        db.execute("COMMIT")
+        lat.append(time.perf_counter() - t0)
+    db.close()
+    return lat
+
+
+def _worker(args: tuple[str, str, float, float]) -> list[float]:
+    kind, target, start_at, seconds = args
+    if kind == "leases":
+        return asyncio.run(_leases(target, start_at, seconds))
+    if kind == "redis-baseline":
+        return asyncio.run(_redis_baseline(target, start_at, seconds))
+    return _sqlite_baseline(target, start_at, seconds)
+
+
+def _run(kind: str, target: str, procs: int, seconds: float) -> tuple[float, list[float]]:
+    start_at = time.time() + 1.5  # every process connected before the clock starts
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(procs) as pool:
+        results = pool.map(_worker, [(kind, target, start_at, seconds)] * procs)
+    latencies = [x for r in results for x in r]
+    return len(latencies) / seconds, latencies
+
+
+def measure(store: str, url: str, baseline_target: str, procs: int, seconds: float) -> Row:
+    rate, lat = _run("leases", url, procs, seconds)
+    base_kind = "redis-baseline" if store == "redis" else "sqlite-baseline"
+    base_rate, _ = _run(base_kind, baseline_target, procs, seconds)
+    target = TARGETS[store] if procs == 4 else None
+    return Row(
+        store=store,
+        procs=procs,
+        ops_per_s=round(rate, 1),
+        p50_ms=round(_percentile(lat, 0.50) * 1000, 3),
+        p99_ms=round(_percentile(lat, 0.99) * 1000, 3),
+        baseline_ops_per_s=round(base_rate, 1),
+        ratio_to_baseline=round(rate / base_rate, 3) if base_rate else 0.0,
+        target_ops_per_s=target,
+        meets_target=None if target is None else rate >= target,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--procs", default="1,4", help="comma-separated process counts")
+    parser.add_argument("--redis", default=None, help="Redis URL (default: a private Valkey)")
+    parser.add_argument("--stores", default="redis,sqlite")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    procs = [int(p) for p in args.procs.split(",")]
+    stores = args.stores.split(",")
+    rows: list[Row] = []
+    valkey = ValkeyServer() if args.redis is None and "redis" in stores else None
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            redis_url = args.redis or (valkey.start() if valkey else "")
+            for store in stores:
+                for n in procs:
+                    if store == "redis":
+                        url = f"{redis_url}?prefix=bench-{n}:"
+                        rows.append(measure("redis", url, redis_url, n, args.seconds))
+                    else:
+                        url = f"sqlite:///{Path(tmp) / f'ledger-{n}.db'}"
+                        base = str(Path(tmp) / f"baseline-{n}.db")
+                        rows.append(measure("sqlite", url, base, n, args.seconds))
+                    _print_row(rows[-1])
+        finally:
+            if valkey is not None:
+                valkey.stop()
+    if args.json:
+        summary: dict[str, Any] = {
+            "benchmark": "leases",
+            "seconds": args.seconds,
+            "cpus": os.cpu_count(),
+            "rows": [asdict(r) for r in rows],
+        }
+        print(json.dumps(summary))
+    return 0 if all(r.meets_target is not False for r in rows) else 1
+
+
+_HEADER_DONE = False
+
+
+def _print_row(row: Row) -> None:
+    global _HEADER_DONE
+    if not _HEADER_DONE:
+        print(
+            f"{'store':7} {'procs':>5} {'grant+release/s':>16} {'p50 ms':>8} {'p99 ms':>8} "
+            f"{'baseline/s':>11} {'ratio':>6} {'target':>7}",
+            flush=True,
+        )
+        _HEADER_DONE = True
+    target = "-" if row.target_ops_per_s is None else f"{row.target_ops_per_s:.0f}"
+    mark = "" if row.meets_target is None else (" ok" if row.meets_target else " MISSED")
+    print(
+        f"{row.store:7} {row.procs:5d} {row.ops_per_s:16.1f} {row.p50_ms:8.3f} "
+        f"{row.p99_ms:8.3f} {row.baseline_ops_per_s:11.1f} {row.ratio_to_baseline:6.3f} "
+        f"{target:>7}{mark}",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
