@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -86,13 +85,13 @@ def smollm_entry(demo_model: Path, llama_server_binary: Path) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A diffusers DDPM pipeline with a tiny random UNet, saved locally (no hub access)."""
     import torch
     from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
     torch.manual_seed(0)
-    unet = UNet2DModel(
+    unet = UNet2DModel(  # type: ignore[no-untyped-call]
         sample_size=32,
         in_channels=3,
         out_channels=3,
@@ -102,7 +101,8 @@ def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         down_block_types=("DownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "UpBlock2D"),
     )
-    scheduler = DDPMScheduler(num_train_timesteps=50)
+    scheduler = DDPMScheduler(num_train_timesteps=50)  # type: ignore[no-untyped-call]
+    pipeline: Any = DDPMPipeline(unet=unet, scheduler=scheduler)  # type: ignore[no-untyped-call]
     path = tmp_path_factory.mktemp("tiny-ddpm")
-    DDPMPipeline(unet=unet, scheduler=scheduler).save_pretrained(path)
-    yield path
+    pipeline.save_pretrained(path)
+    return path

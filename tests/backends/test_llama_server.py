@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -251,7 +250,7 @@ async def test_real_llama_server_chats_streams_and_stops(
     finally:
         pid, port = backend.pid, backend.port
         await backend.stop()
-    assert backend.state is BackendState.STOPPED
+    assert backend.status()["state"] == "stopped"
     assert pid is not None
     assert port is not None
     assert process_gone(pid)
@@ -352,25 +351,26 @@ asyncio.run(main())
 async def test_llama_server_dies_within_2_s_when_its_coordinator_is_sigkilled(
     smollm_entry: dict[str, Any], tmp_path: Path
 ) -> None:
-    coordinator = subprocess.Popen(
-        [sys.executable, "-c", COORDINATOR, json.dumps(smollm_entry), str(tmp_path)],
-        stdout=subprocess.PIPE,
-        text=True,
+    coordinator = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        COORDINATOR,
+        json.dumps(smollm_entry),
+        str(tmp_path),
+        stdout=asyncio.subprocess.PIPE,
     )
     try:
         assert coordinator.stdout is not None
-        line = await asyncio.wait_for(asyncio.to_thread(coordinator.stdout.readline), 60)
-        llama_pid = int(line)
+        llama_pid = int(await asyncio.wait_for(coordinator.stdout.readline(), 60))
         assert not process_gone(llama_pid)
 
         coordinator.send_signal(signal.SIGKILL)
 
         assert await wait_gone(llama_pid, timeout_s=2) < 2
     finally:
-        coordinator.kill()
-        coordinator.wait()
-        if coordinator.stdout is not None:
-            coordinator.stdout.close()
+        if coordinator.returncode is None:
+            coordinator.kill()
+        await coordinator.wait()
 
 
 @pytest.mark.slow
