@@ -10,11 +10,13 @@ BIN    := $(VENV)/bin
 check: setup lint typecheck test
 
 setup: $(VENV)/.installed
+	PYTHON=$(BIN)/python bash scripts/build-llama-server.sh
+	$(BIN)/python -m model_boss.backends._demo_model
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,diffusers]'
 	touch $@
 
 lint: setup
