@@ -11,7 +11,7 @@ check: setup lint typecheck test
 
 setup: $(VENV)/.installed
 	PYTHON=$(BIN)/python bash scripts/build-llama-server.sh
-	$(BIN)/python -m model_boss.backends._demo_model
+	$(BIN)/python -m model_boss.backends.demo_model
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

