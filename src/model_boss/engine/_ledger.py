@@ -1,0 +1,66 @@
+"""The coordinator as one lease holder among many: scheduler pools -> lease bosses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from model_boss.leases import GPUBoss, Lease, RAMBoss
+from model_boss.scheduling import PoolSpec
+
+__all__ = ["SlotLedger"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    boss: GPUBoss | RAMBoss
+    gpu: int | None
+
+
+class SlotLedger:
+    """Takes the lease for a slot's memory on each of its pools.
+
+    With GPUs, the pools are the GPUs; without any, the host RAM is the one pool.
+    """
+
+    def __init__(self, gpu: GPUBoss | None, ram: RAMBoss | None) -> None:
+        self._targets: dict[str, _Target] = {}
+        self._specs: list[PoolSpec] = []
+        if gpu is not None:
+            for index, device in sorted(gpu.devices.items()):
+                pool = gpu.pool_of(index)
+                self._targets[pool] = _Target(gpu, index)
+                self._specs.append(PoolSpec(pool, device.total_mb))
+        if not self._specs and ram is not None:
+            self._targets[ram.pool] = _Target(ram, None)
+            self._specs.append(PoolSpec(ram.pool, ram.total_mb))
+        self.gpu = gpu
+        self.ram = ram
+
+    @property
+    def pools(self) -> list[PoolSpec]:
+        return list(self._specs)
+
+    def gpu_index(self, pool: str) -> int | None:
+        target = self._targets.get(pool)
+        return None if target is None else target.gpu
+
+    async def connect(self) -> None:
+        for boss in {id(t.boss): t.boss for t in self._targets.values()}.values():
+            await boss.connect()
+
+    async def close(self) -> None:
+        for boss in (self.gpu, self.ram):
+            if boss is not None:
+                await boss.close()
+
+    async def acquire(
+        self, pool: str, mb: int, priority: int, model_id: str, timeout_s: float
+    ) -> Lease:
+        target = self._targets[pool]
+        if isinstance(target.boss, GPUBoss):
+            return await target.boss.acquire(
+                vram_mb=mb, gpu=target.gpu, priority=priority, model_id=model_id, timeout=timeout_s
+            )
+        return await target.boss.acquire(
+            ram_mb=mb, priority=priority, model_id=model_id, timeout=timeout_s
+        )

@@ -1,0 +1,122 @@
+"""The engine over the real scheduler, a real (memory) ledger and simulated backends."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from model_boss import Device, GPUBoss
+from model_boss.engine import Engine, EngineModel, RequestRejected, SlotLedger
+from model_boss.scheduling import ModelProfile, SchedulerConfig
+
+
+def model(name: str, mb: int, *, pin: bool = False, load_s: float = 0.05) -> EngineModel:
+    profile = ModelProfile(name, mb, pin=pin, load_s=load_s)
+    entry: dict[str, Any] = {"simulated": {"load_s": load_s, "tokens_per_s": 1000}}
+    return EngineModel(profile=profile, backend="simulated", entry=entry)
+
+
+@pytest.fixture
+async def engine(request: pytest.FixtureRequest) -> AsyncIterator[Engine]:
+    models = getattr(request, "param", None) or [model("a", 6000), model("b", 6000)]
+    boss = GPUBoss(f"memory://engine-{secrets.token_hex(4)}", [Device(0, 10_000)], host="t")
+    eng = Engine(models, SlotLedger(boss, None), config=SchedulerConfig(batch_window_s=0.0))
+    await eng.start()
+    try:
+        yield eng
+    finally:
+        await eng.stop()
+
+
+async def run(engine: Engine, name: str, priority: int = 10, client: str = "c") -> str:
+    ticket = engine.submit(name, priority=priority, client=client)
+    backend = await asyncio.wait_for(ticket.future, 10)
+    try:
+        out = await backend.chat({"model": name, "messages": [{"role": "user", "content": "hi"}]})
+        return str(out["model"]) if "model" in out else name
+    finally:
+        engine.finish(ticket)
+
+
+async def test_alternating_requests_swap_models_that_do_not_fit_together(engine: Engine) -> None:
+    for name in ["a", "b", "a", "b"]:
+        await run(engine, name)
+    assert engine.counters["loads"] == 4
+    assert engine.counters["evictions"] >= 3
+    ledger = await engine.ledger.gpu.status() if engine.ledger.gpu else None
+    assert ledger is not None
+    assert ledger.pools[0].used_mb <= 10_000
+
+
+@pytest.mark.parametrize("engine", [[model("p", 6000, pin=True), model("b", 6000)]], indirect=True)
+async def test_pinned_model_is_never_evicted(engine: Engine) -> None:
+    await run(engine, "p")
+    ticket = engine.submit("b")
+    done, _ = await asyncio.wait({ticket.future}, timeout=1.0)
+    assert not done  # "b" waits: the only way to fit it would be evicting the pinned "p"
+    states = {s["model"]: s["state"] for s in engine.slots_snapshot()}
+    assert states["p"] == "ready"
+    assert [q["model"] for q in engine.queue_snapshot()] == ["b"]
+    engine.cancel(ticket)
+
+
+async def test_unknown_model_is_rejected_with_404(engine: Engine) -> None:
+    ticket = engine.submit("nope")
+    with pytest.raises(RequestRejected) as info:
+        await ticket.future
+    assert info.value.status == 404
+
+
+async def test_high_request_queued_behind_low_ones_runs_first(engine: Engine) -> None:
+    await run(engine, "a")
+    holder = engine.submit("a")
+    backend = await holder.future  # "a" is busy (target_inflight 1)
+    order: list[str] = []
+
+    async def one(tag: str, prio: int) -> None:
+        ticket = engine.submit("a", priority=prio, client=tag)
+        await ticket.future
+        order.append(tag)
+        engine.finish(ticket)
+
+    lows = [asyncio.create_task(one(f"low{i}", 20)) for i in range(3)]
+    await asyncio.sleep(0.05)
+    high = asyncio.create_task(one("high", 5))
+    await asyncio.sleep(0.05)
+    queue = engine.queue_snapshot()
+    assert queue[0]["client"] == "high"
+    assert [q["position"] for q in queue] == [1, 2, 3, 4]
+    assert backend is not None
+    engine.finish(holder)
+    await asyncio.gather(high, *lows)
+    assert order[0] == "high"
+
+
+async def test_cancelled_request_leaves_the_queue_at_once(engine: Engine) -> None:
+    await run(engine, "a")
+    holder = engine.submit("a")
+    await holder.future
+    waiting = engine.submit("a", client="leaver")
+    await asyncio.sleep(0.02)
+    assert [q["client"] for q in engine.queue_snapshot()] == ["leaver"]
+    engine.cancel(waiting)
+    assert engine.queue_snapshot() == []
+    engine.finish(holder)
+
+
+async def test_admin_load_and_unload(engine: Engine) -> None:
+    await engine.load("a", wait_s=5)
+    assert engine.model_state("a") == "ready"
+    engine.unload("a")
+    for _ in range(200):
+        if engine.model_state("a") == "unloaded":
+            break
+        await asyncio.sleep(0.01)
+    assert engine.model_state("a") == "unloaded"
+    status = await engine.ledger.gpu.status() if engine.ledger.gpu else None
+    assert status is not None
+    assert status.pools[0].used_mb == 0
