@@ -1,4 +1,4 @@
-"""``python -m model_boss.backends.demo_model``: fetch the demo model into the cache, print its path.
+"""``python -m model_boss.backends.demo_model``: fetch the demo model, print its path.
 
 Idempotent (a second run returns at once). The ``model-boss model pull smollm2`` command
 calls the same :func:`model_boss.backends.fetch_demo_model`.
