@@ -2,8 +2,12 @@
 
 A candidate's *keep value* is the reload cost we expect to pay if it goes::
 
-    value = load_s * rate_per_s * weight(last_priority)        (seconds of loading per second)
-    weight(p) = 1 / p                                         (urgent 1.0 ... batch 0.02)
+    value = load_s * demand * weight(last_priority)
+    demand = the model's recent arrivals (exponentially decayed per arrival; relative units)
+    weight(p) = sqrt(10 / p)                   (urgent 3.2, high 1.4, normal 1, low 0.7, batch 0.45)
+
+``load_s * demand`` is the load time times how soon the model will be asked for again (its
+expected reload seconds per arrival); the weight prefers slots last used by lower priority.
 
 and victims are taken cheapest *per MB freed* first, then the set is pruned of members that
 are not needed to reach the target. Pinned slots are never candidates; busy slots are only
@@ -27,16 +31,20 @@ class VictimCandidate:
     slot_id: SlotId
     mb: int
     load_s: float
-    rate_per_s: float
+    demand: float
     last_priority: int = 10
     pinned: bool = False
     busy: bool = False
 
 
 def keep_value(c: VictimCandidate) -> float:
-    """Expected reload seconds per second if ``c`` is evicted (higher = keep it)."""
-    value = c.load_s * c.rate_per_s / max(1, c.last_priority)
+    """Expected reload seconds per arrival if ``c`` is evicted, weighted (higher = keep)."""
+    value: float = c.load_s * c.demand * (10.0 / max(1, c.last_priority)) ** 0.5
     return value + _BUSY_PENALTY if c.busy else value
+
+
+def _per_mb(c: VictimCandidate) -> tuple[float, int]:
+    return keep_value(c) / c.mb, -c.mb
 
 
 def victims(
@@ -59,7 +67,7 @@ def select(
     pool = [c for c in slots if not c.pinned and (allow_busy or not c.busy)]
     if sum(c.mb for c in pool) < need_mb:
         return None
-    pool.sort(key=lambda c: (keep_value(c) / c.mb, -c.mb))
+    pool.sort(key=_per_mb)
     chosen: list[VictimCandidate] = []
     freed = 0
     for c in pool:

@@ -52,6 +52,8 @@ class Slot:
     last_used: float = 0.0
     last_priority: int = 10
     idle_version: int = 0
+    victim: object = None  # the scheduler's cached eviction candidate for this slot
+    victim_key: object = None
 
     @property
     def live(self) -> bool:

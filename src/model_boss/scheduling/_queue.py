@@ -38,13 +38,12 @@ class _ModelQueue:
 
 
 class RequestQueue:
-    """Queued requests, one heap per model, plus a heap of each model's head."""
+    """Queued requests, one heap per model, ordered by key."""
 
     def __init__(self, aging_s_per_level: float) -> None:
         self._aging = aging_s_per_level
         self._models: dict[str, _ModelQueue] = {}
         self._by_id: dict[RequestId, QueuedRequest] = {}
-        self._heads: list[tuple[float, int, str]] = []
         self._seq = 0
 
     def __len__(self) -> int:
@@ -76,12 +75,9 @@ class RequestQueue:
         mq = self._models.get(req.model)
         if mq is None:
             mq = self._models[req.model] = _ModelQueue()
-        old_head = self._clean_head(mq)
         heapq.heappush(mq.heap, (req.key, req.seq, req))
         mq.live += 1
         self._by_id[req.request_id] = req
-        if old_head is None or req.seq == mq.heap[0][1]:
-            heapq.heappush(self._heads, (req.key, req.seq, req.model))
 
     def count(self, model: str) -> int:
         mq = self._models.get(model)
@@ -99,7 +95,6 @@ class RequestQueue:
         _, _, req = heapq.heappop(mq.heap)
         mq.live -= 1
         del self._by_id[req.request_id]
-        self._note_new_head(mq)
         return req
 
     def cancel(self, request_id: RequestId) -> QueuedRequest | None:
@@ -107,10 +102,7 @@ class RequestQueue:
         if req is None:
             return None
         req.cancelled = True
-        mq = self._models[req.model]
-        mq.live -= 1
-        if mq.heap and mq.heap[0][2] is req:
-            self._note_new_head(mq)
+        self._models[req.model].live -= 1
         return req
 
     def drain_model(self, model: str) -> list[QueuedRequest]:
@@ -120,33 +112,11 @@ class RequestQueue:
             out.append(req)
         return out
 
-    def models_in_order(self, limit: int) -> list[str]:
-        """Up to ``limit`` models with queued work, best head first (non-destructive)."""
-        taken: list[tuple[float, int, str]] = []
-        out: list[str] = []
-        heads = self._heads
-        while heads and len(out) < limit:
-            entry = heapq.heappop(heads)
-            mq = self._models.get(entry[2])
-            head = None if mq is None else self._clean_head(mq)
-            if head is None or head.seq != entry[1]:
-                continue  # stale entry: that model's head changed since
-            taken.append(entry)
-            out.append(entry[2])
-        for entry in taken:
-            heapq.heappush(heads, entry)
-        return out
-
     def _clean_head(self, mq: _ModelQueue) -> QueuedRequest | None:
         heap = mq.heap
         while heap and heap[0][2].cancelled:
             heapq.heappop(heap)
         return heap[0][2] if heap else None
-
-    def _note_new_head(self, mq: _ModelQueue) -> None:
-        head = self._clean_head(mq)
-        if head is not None:
-            heapq.heappush(self._heads, (head.key, head.seq, head.model))
 
 
 class CooldownGate:

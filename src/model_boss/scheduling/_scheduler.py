@@ -48,8 +48,8 @@ class _Model:
     profile: ModelProfile
     vram_mb: int
     slots: list[Slot] = field(default_factory=list)
-    rate_count: float = 0.0
-    rate_t: float = 0.0
+    demand: float = 0.0  # decayed arrival count, times Scheduler._growth (see _on_arrived)
+    cold_seq: int = 0  # seq of this model's live entry in Scheduler._cold, 0 if none
     retry_at: float = -math.inf
 
 
@@ -74,11 +74,19 @@ class Scheduler:
         self._inflight: dict[RequestId, tuple[Slot, QueuedRequest]] = {}
         self._pending: list[Slot] = []
         self._idle: list[tuple[float, int, int]] = []
-        self._wakeups: list[float] = []
+        self._wakeups: list[tuple[float, str]] = []
+        self._cold: list[tuple[float, int, str]] = []
+        self._now = -math.inf
         self._dirty: dict[str, None] = {}
         self._loads_dirty = False
         self._blocked = False
+        self._blocked_key = math.inf
+        self._blocked_need = 0
+        self._pending_dirty = False
+        self._snap: dict[str, list[tuple[Slot, VictimCandidate, float]]] | None = None
         self._started = False
+        self._growth = 1.0
+        self._growth_step = 1.0 / (1.0 - 1.0 / self.config.demand_window)
         self._handlers: dict[type[Any], Callable[[Any, list[Effect]], None]] = {
             RequestArrived: self._on_arrived,
             RequestCancelled: self._on_cancelled,
@@ -99,6 +107,7 @@ class Scheduler:
     def handle(self, event: Event) -> list[Effect]:
         """Apply one event; return the effects to carry out, in order."""
         out: list[Effect] = []
+        self._now = event.now
         if not self._started:
             self._started = True
             self._start_pinned(event.now, out)
@@ -115,7 +124,7 @@ class Scheduler:
         if self._idle:
             times.append(self._idle[0][0])
         if self._wakeups:
-            times.append(self._wakeups[0])
+            times.append(self._wakeups[0][0])
         return min(times) if times else None
 
     @property
@@ -151,9 +160,14 @@ class Scheduler:
             reason = f"queue full ({self.config.max_queue} requests waiting)"
             out.append(Reject(ev.request_id, reason, 429))
             return
-        tau = self.config.rate_horizon_s
-        m.rate_count = m.rate_count * math.exp(-(ev.now - m.rate_t) / tau) + 1.0
-        m.rate_t = ev.now
+        # Demand decays by (1 - 1/window) per arrival. Instead of decaying every model, new
+        # arrivals count more and more (``_growth``); only ratios between models matter.
+        self._growth *= self._growth_step
+        if self._growth > 1e100:
+            for other in self.models.values():
+                other.demand /= self._growth
+            self._growth = 1.0
+        m.demand += self._growth
         req = self.queue.make(
             ev.request_id, ev.model, ev.priority, ev.client, ev.now, ev.stay_warm_s, ev.cooldown_s
         )
@@ -186,6 +200,7 @@ class Scheduler:
             out.append(ReleaseLease(slot.slot_id))
             self.pool.stopped(slot)
             self._loads_dirty = True
+            self._pending_dirty = True
         elif self.pool.loading(slot):
             out.append(StartSlot(slot.slot_id, slot.model, slot.pools, slot.mb_per_pool))
 
@@ -195,9 +210,10 @@ class Scheduler:
             return
         self._forget_slot(slot)
         self.pool.failed(slot)
+        self._pending_dirty = True
         m = self.models[slot.model]
         m.retry_at = ev.now + self.config.retry_after_s
-        heapq.heappush(self._wakeups, m.retry_at)
+        heapq.heappush(self._wakeups, (m.retry_at, m.profile.model_id))
         self._loads_dirty = True
 
     def _on_ready(self, ev: SlotReady, out: list[Effect]) -> None:
@@ -223,6 +239,7 @@ class Scheduler:
             out.append(ReleaseLease(slot.slot_id))
         self._forget_slot(slot)
         self.pool.failed(slot)
+        self._pending_dirty = True
         m = self.models[slot.model]
         if not m.slots:
             reason = f"model {slot.model!r} failed: {ev.reason or 'backend error'}"
@@ -237,9 +254,11 @@ class Scheduler:
             return
         if slot.lease_requested:
             out.append(ReleaseLease(slot.slot_id))
+        if slot.live:  # stopped without being drained first: placement sees new memory
+            self._loads_dirty = True
         self._forget_slot(slot)
         self.pool.stopped(slot)
-        self._loads_dirty = True
+        self._pending_dirty = True
 
     def _on_tick(self, ev: Tick, out: list[Effect]) -> None:
         self._loads_dirty = True
@@ -264,7 +283,7 @@ class Scheduler:
         if pool is None:
             return
         cands = [
-            self._candidate(s, ev.now, busy=False)
+            self._candidate(s, busy=False)
             for s in pool.slots.values()
             if s.state is SlotState.READY
             and not s.pinned
@@ -297,9 +316,11 @@ class Scheduler:
                 and not self.queue.count(slot.model)
             ):
                 self._drain(slot, out, "idle")
+                self._loads_dirty = True
         wakeups = self._wakeups
-        while wakeups and wakeups[0] <= now:
-            heapq.heappop(wakeups)
+        while wakeups and wakeups[0][0] <= now:
+            _, model = heapq.heappop(wakeups)
+            self._mark_cold(self.models[model], now)
             self._loads_dirty = True
         if self._dirty:
             for model in self._dirty:
@@ -308,14 +329,29 @@ class Scheduler:
         if self._loads_dirty:
             self._loads_dirty = False
             self._plan_loads(now, out)
-        if self._pending:
+        if self._pending_dirty:
+            self._pending_dirty = False
             self._advance_pending(out)
 
     def _enqueue(self, req: QueuedRequest, now: float) -> None:
         self.queue.push(req)
         self._dirty[req.model] = None
-        if self._needs_slot(self.models[req.model], now):
+        m = self.models[req.model]
+        if self._mark_cold(m, now) and (
+            # While loads are blocked, a request that sorts after the blocked head waits.
+            not self._blocked or req.key <= self._blocked_key + self.config.batch_window_s
+        ):
             self._loads_dirty = True
+
+    def _mark_cold(self, m: _Model, now: float) -> bool:
+        """Index ``m`` by its head's key if it needs a new slot; True if it does."""
+        head = self.queue.head(m.profile.model_id)
+        if head is None or not self._needs_slot(m, now):
+            return False
+        if m.cold_seq != head.seq:
+            m.cold_seq = head.seq
+            heapq.heappush(self._cold, (head.key, head.seq, m.profile.model_id))
+        return True
 
     def _dispatch(self, m: _Model, now: float, out: list[Effect]) -> None:
         model = m.profile.model_id
@@ -331,6 +367,8 @@ class Scheduler:
                 ):
                     best = s
             if best is None:
+                if m.cold_seq == 0 and len(m.slots) < m.profile.replica_max:
+                    self._mark_cold(m, now)  # scale out: every replica is full
                 return
             req = queue.pop(model)
             assert req is not None
@@ -358,8 +396,22 @@ class Scheduler:
         self._dirty[slot.model] = None
         if slot.inflight == 0:
             self._arm_idle(slot, now)
-            if self._blocked:
+            if self._blocked and not self._loads_dirty and self._may_unblock(slot):
                 self._loads_dirty = True
+
+    def _may_unblock(self, slot: Slot) -> bool:
+        """Could ``slot`` going idle let the blocked head load? (A cheap necessary test.)"""
+        need = self._blocked_need
+        for pool_id in slot.pools:
+            pool = self.pool.pools[pool_id]
+            idle = sum(
+                s.total_mb
+                for s in pool.slots.values()
+                if s.state is SlotState.READY and s.inflight == 0 and not s.pinned
+            )
+            if pool.free_mb + idle >= need:
+                return True
+        return False
 
     def _arm_idle(self, slot: Slot, now: float) -> None:
         if slot.pinned:
@@ -398,32 +450,59 @@ class Scheduler:
         cfg = self.config
         queue = self.queue
         self._blocked = False
-        cold = [
-            mid
-            for mid in queue.models_in_order(cfg.load_lookahead * 4)
-            if self._needs_slot(self.models[mid], now)
-        ][: cfg.load_lookahead]
+        self._blocked_key = math.inf
+        self._snap = None
+        cold = self._pop_cold(now, cfg.load_lookahead)
         if not cold:
             return
         keys = {mid: _head_key(queue, mid) for mid in cold}
         horizon = keys[cold[0]] + cfg.batch_window_s
         target = max((mid for mid in cold if keys[mid] <= horizon), key=queue.count)
-        for mid in [target, *(c for c in cold if c != target)]:
+        order = [target, *(c for c in cold if c != target)]
+        for i, mid in enumerate(order):
             m = self.models[mid]
             plan = self._placement(m, keys[mid], now)
             if plan is None:
                 self._blocked = True
+                self._blocked_key = keys[cold[0]]
+                self._blocked_need = m.vram_mb if m.vram_mb <= self.pool.largest_capacity_mb else 0
+                for rest in order[i:]:
+                    self._mark_cold(self.models[rest], now)
                 return
             self._execute(m, plan, now, out, pinned=False, reason=f"room for {mid}")
+            self._mark_cold(m, now)  # more replicas may still be needed
+
+    def _pop_cold(self, now: float, limit: int) -> list[str]:
+        """Up to ``limit`` models that need a slot, best head first, out of ``_cold``."""
+        cold: list[str] = []
+        heap = self._cold
+        while heap and len(cold) < limit:
+            _, seq, mid = heapq.heappop(heap)
+            m = self.models[mid]
+            if m.cold_seq != seq:
+                continue  # superseded by a newer entry
+            m.cold_seq = 0
+            head = self.queue.head(mid)
+            if head is None:
+                continue
+            if head.seq != seq:
+                self._mark_cold(m, now)  # its head changed: file it under the new key
+            elif self._needs_slot(m, now):
+                cold.append(mid)
+        return cold
 
     def _placement(self, m: _Model, key: float, now: float) -> Placement | None:
         splittable = m.profile.splittable
+        free = [PoolView(p.pool_id, p.capacity_mb, p.free_mb) for p in self.pool.pools.values()]
+        plan = place(m.vram_mb, free, splittable=splittable, allow_evict=False)
+        if plan is not None:
+            return plan
         plan = place(m.vram_mb, self._views(m, now, None), splittable=splittable)
         if plan is not None:
             return plan
         wait_until = key + self.config.busy_evict_after_s
         if now < wait_until:
-            heapq.heappush(self._wakeups, wait_until)
+            heapq.heappush(self._wakeups, (wait_until, m.profile.model_id))
             return None
         return place(m.vram_mb, self._views(m, now, key), splittable=splittable, allow_busy=True)
 
@@ -431,34 +510,52 @@ class Scheduler:
         """Each pool's free memory and eviction candidates (slots of other models).
 
         With ``busy_key`` set, busy slots are candidates too, unless their model has queued
-        work that sorts ahead of ``busy_key``.
+        work that sorts ahead of ``busy_key``. Candidates are computed once per planning
+        round (``_snapshot``); slots drained since then are skipped.
         """
+        if self._snap is None:
+            self._snap = self._snapshot(now)
         views = []
-        queue = self.queue
+        mid = m.profile.model_id
+        ready = SlotState.READY
         for pool in self.pool.pools.values():
-            cands = []
-            for s in pool.slots.values():
-                if s.state is not SlotState.READY or s.pinned or s.model == m.profile.model_id:
-                    continue
-                waiting = queue.count(s.model)
-                busy = s.inflight > 0 or waiting > 0
-                if busy:
-                    if busy_key is None:
-                        continue
-                    head = queue.head(s.model) if waiting else None
-                    if head is not None and head.key <= busy_key:
-                        continue
-                cands.append(self._candidate(s, now, busy))
-            views.append(PoolView(pool.pool_id, pool.capacity_mb, pool.free_mb, tuple(cands)))
+            cands = tuple(
+                c
+                for s, c, head_key in self._snap[pool.pool_id]
+                if s.state is ready
+                and s.model != mid
+                and (not c.busy or (busy_key is not None and head_key > busy_key))
+            )
+            views.append(PoolView(pool.pool_id, pool.capacity_mb, pool.free_mb, cands))
         return views
 
-    def _candidate(self, s: Slot, now: float, busy: bool) -> VictimCandidate:
+    def _snapshot(self, now: float) -> dict[str, list[tuple[Slot, VictimCandidate, float]]]:
+        queue = self.queue
+        count = queue.count
+        ready = SlotState.READY
+        models = self.models
+        snap: dict[str, list[tuple[Slot, VictimCandidate, float]]] = {}
+        for pool in self.pool.pools.values():
+            rows = snap[pool.pool_id] = []
+            for s in pool.slots.values():
+                if s.state is not ready or s.pinned:
+                    continue
+                waiting = count(s.model)
+                busy = s.inflight > 0 or waiting > 0
+                key = (models[s.model].demand, busy, s.last_priority)
+                cand = s.victim if s.victim_key == key else self._candidate(s, busy)
+                assert isinstance(cand, VictimCandidate)
+                rows.append((s, cand, _head_key(queue, s.model) if waiting else math.inf))
+        return snap
+
+    def _candidate(self, s: Slot, busy: bool) -> VictimCandidate:
         m = self.models[s.model]
-        tau = self.config.rate_horizon_s
-        rate = m.rate_count * math.exp(-(now - m.rate_t) / tau) / tau
-        return VictimCandidate(
-            s.slot_id, s.total_mb, m.profile.load_s, rate, s.last_priority, s.pinned, busy
+        demand = m.demand  # in units that only make sense relative to other models
+        s.victim_key = (demand, busy, s.last_priority)
+        s.victim = cand = VictimCandidate(
+            s.slot_id, s.total_mb, m.profile.load_s, demand, s.last_priority, s.pinned, busy
         )
+        return cand
 
     def _execute(
         self,
@@ -484,6 +581,7 @@ class Scheduler:
         )
         m.slots.append(slot)
         self._pending.append(slot)
+        self._pending_dirty = True
 
     def _advance_pending(self, out: list[Effect]) -> None:
         still: list[Slot] = []
@@ -539,6 +637,7 @@ class Scheduler:
         if slot in m.slots:
             m.slots.remove(slot)
         self._dirty[slot.model] = None
+        self._mark_cold(m, self._now)
 
 
 def _head_key(queue: RequestQueue, model: str) -> float:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from model_boss.config import ModelSpec
 
 __all__ = [
     "DEFAULT_STAY_WARM_S",
@@ -54,6 +58,23 @@ class ModelProfile:
                 f"{self.model_id}: need target_inflight >= 1 and 1 <= replicas <= replica_max"
             )
 
+    @classmethod
+    def from_spec(cls, spec: ModelSpec, vram_mb: int, *, load_s: float = 10.0) -> ModelProfile:
+        """The profile of a manifest entry; ``vram_mb`` from ``config.vram_for`` or measured."""
+        return cls(
+            model_id=spec.id,
+            vram_mb=vram_mb,
+            category=spec.category,
+            pin=spec.pin,
+            stay_warm_s=spec.stay_warm,
+            target_inflight=spec.target_inflight,
+            replicas=spec.replicas,
+            replica_max=spec.replica_max,
+            splittable=spec.backend in SPLITTABLE_BACKENDS,
+            load_s=load_s,
+            enabled=spec.enabled,
+        )
+
     @property
     def default_stay_warm_s(self) -> float:
         if self.stay_warm_s is not None:
@@ -83,5 +104,5 @@ class SchedulerConfig:
     batch_window_s: float = 5.0
     busy_evict_after_s: float = 2.0
     load_lookahead: int = 8
-    rate_horizon_s: float = 600.0
+    demand_window: int = 1000
     retry_after_s: float = 5.0

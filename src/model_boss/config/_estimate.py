@@ -1,0 +1,166 @@
+"""Memory estimates for models whose manifest entry gives no ``vram_mb``.
+
+* GGUF files: the weights (sum of the tensors' sizes) plus the KV cache for the context,
+  ``layers * context * kv_heads * (key_dim * k_bytes + value_dim * v_bytes)``, plus
+  :data:`OVERHEAD_MB` for the CUDA context and compute buffers.
+* Anything else: the file size (a directory: the sum of its files) times :data:`FILE_FACTOR`.
+
+A footprint measured at run time replaces the estimate for the next load
+(:class:`FootprintBook`, and ``SlotReady.footprint_mb`` in the scheduler).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from model_boss.config._manifest import ModelSpec
+from model_boss.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_CONTEXT",
+    "FILE_FACTOR",
+    "KV_CACHE_BYTES",
+    "OVERHEAD_MB",
+    "FootprintBook",
+    "GgufInfo",
+    "estimate_vram_mb",
+    "kv_cache_mb",
+    "read_gguf_info",
+    "vram_for",
+]
+
+OVERHEAD_MB = 512
+FILE_FACTOR = 1.2
+DEFAULT_CONTEXT = 4096
+_MB = 1024 * 1024
+
+#: Bytes per element of the KV cache for llama.cpp's ``--cache-type-k/-v`` values.
+KV_CACHE_BYTES: dict[str, float] = {
+    "f32": 4.0,
+    "f16": 2.0,
+    "bf16": 2.0,
+    "q8_0": 34 / 32,
+    "q5_1": 24 / 32,
+    "q5_0": 22 / 32,
+    "q4_1": 20 / 32,
+    "q4_0": 18 / 32,
+    "iq4_nl": 18 / 32,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class GgufInfo:
+    architecture: str
+    layers: int
+    kv_heads: int
+    key_dim: int
+    value_dim: int
+    context_length: int
+    weights_bytes: int
+
+
+def _field(reader: Any, key: str) -> Any:
+    f = reader.fields.get(key)
+    return None if f is None else f.contents()
+
+
+def read_gguf_info(path: str | Path) -> GgufInfo:
+    """The metadata of a GGUF file that the estimate needs."""
+    from gguf import GGUFReader  # lazy: numpy is only needed for GGUF estimates
+
+    try:
+        reader = GGUFReader(str(path))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: not a readable GGUF file: {exc}") from None
+    arch = _field(reader, "general.architecture")
+    if not isinstance(arch, str):
+        raise ConfigError(f"{path}: GGUF file has no general.architecture")
+    layers = _field(reader, f"{arch}.block_count")
+    heads = _field(reader, f"{arch}.attention.head_count")
+    kv_heads = _field(reader, f"{arch}.attention.head_count_kv")
+    embed = _field(reader, f"{arch}.embedding_length")
+    if isinstance(kv_heads, list):  # per-layer counts in some architectures
+        kv_heads = max(kv_heads)
+    if isinstance(heads, list):
+        heads = max(heads)
+    if not isinstance(layers, int) or not isinstance(heads, int) or not isinstance(embed, int):
+        raise ConfigError(f"{path}: GGUF file lacks {arch}.block_count/head_count/embedding_length")
+    kv = int(kv_heads) if isinstance(kv_heads, int) else heads
+    key_dim = _field(reader, f"{arch}.attention.key_length") or embed // max(1, heads)
+    value_dim = _field(reader, f"{arch}.attention.value_length") or key_dim
+    ctx = _field(reader, f"{arch}.context_length") or DEFAULT_CONTEXT
+    weights = sum(int(t.n_bytes) for t in reader.tensors)
+    return GgufInfo(arch, layers, kv, int(key_dim), int(value_dim), int(ctx), weights)
+
+
+def kv_cache_mb(
+    info: GgufInfo, context_size: int, cache_type_k: str = "f16", cache_type_v: str = "f16"
+) -> float:
+    try:
+        kb, vb = KV_CACHE_BYTES[cache_type_k], KV_CACHE_BYTES[cache_type_v]
+    except KeyError as exc:
+        raise ConfigError(f"unknown KV cache type {exc.args[0]!r}") from None
+    per_token = info.kv_heads * (info.key_dim * kb + info.value_dim * vb)
+    return info.layers * context_size * per_token / _MB
+
+
+def estimate_vram_mb(
+    path: str | Path,
+    *,
+    context_size: int | None = None,
+    cache_type_k: str = "f16",
+    cache_type_v: str = "f16",
+) -> int:
+    """Estimated MB a backend needs to serve the model at ``path``."""
+    p = Path(path)
+    if p.suffix.lower() == ".gguf" and p.is_file():
+        info = read_gguf_info(p)
+        ctx = context_size or min(info.context_length, DEFAULT_CONTEXT)
+        kv = kv_cache_mb(info, ctx, cache_type_k, cache_type_v)
+        return math.ceil(info.weights_bytes / _MB + kv + OVERHEAD_MB)
+    if p.is_dir():
+        size = sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+    elif p.is_file():
+        size = p.stat().st_size
+    else:
+        raise ConfigError(f"{p}: no such model file; set vram_mb in the manifest")
+    return math.ceil(size / _MB * FILE_FACTOR)
+
+
+def vram_for(spec: ModelSpec, models_root: str | Path | None = None) -> int:
+    """The manifest's ``vram_mb`` if given, otherwise an estimate from the model's file."""
+    if spec.vram_mb is not None:
+        return spec.vram_mb
+    if spec.path is None:
+        raise ConfigError(f"models.{spec.id}: needs vram_mb (no path to estimate from)")
+    p = Path(spec.path).expanduser()
+    if not p.is_absolute() and models_root is not None:
+        p = Path(models_root).expanduser() / p
+    opts = spec.options
+    return estimate_vram_mb(
+        p,
+        context_size=spec.context_size,
+        cache_type_k=str(opts.get("cache_type_k", "f16")),
+        cache_type_v=str(opts.get("cache_type_v", "f16")),
+    )
+
+
+class FootprintBook:
+    """Footprints measured at run time; they replace the estimate for the next load."""
+
+    def __init__(self) -> None:
+        self._measured: dict[str, int] = {}
+
+    def record(self, model_id: str, mb: int) -> None:
+        if mb > 0:
+            self._measured[model_id] = mb
+
+    def get(self, model_id: str) -> int | None:
+        return self._measured.get(model_id)
+
+    def vram_for(self, spec: ModelSpec, models_root: str | Path | None = None) -> int:
+        measured = self._measured.get(spec.id)
+        return measured if measured is not None else vram_for(spec, models_root)
