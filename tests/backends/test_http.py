@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from model_boss.backends import UpstreamClient, free_port
+from model_boss.backends import UpstreamClient, UpstreamError, free_port
 from model_boss.backends._http import split_sse_events
 
 
@@ -45,8 +45,12 @@ async def stream_server() -> AsyncIterator[tuple[str, StreamServer]]:
             server.disconnected.set()
             raise
 
+    async def bad(request: web.Request) -> web.Response:
+        return web.json_response({"error": {"message": "context too long"}}, status=400)
+
     app = web.Application()
     app.router.add_post("/stream", handler)
+    app.router.add_post("/bad", bad)
     runner = web.AppRunner(app, handler_cancellation=True)
     await runner.setup()
     port = free_port()
@@ -104,3 +108,18 @@ async def test_cancelling_the_reader_closes_the_upstream_connection(
     server.next_event.set()
     await asyncio.wait_for(server.disconnected.wait(), timeout=5)
     await client.aclose()
+
+
+async def test_an_error_status_before_the_stream_is_an_upstream_error(
+    stream_server: tuple[str, StreamServer],
+) -> None:
+    url, _ = stream_server
+    client = UpstreamClient(url)
+    try:
+        with pytest.raises(UpstreamError) as caught:
+            await anext(client.stream("/bad", {}))
+        assert caught.value.status == 400
+        assert "context too long" in caught.value.body
+        assert "answered 400" in str(caught.value)
+    finally:
+        await client.aclose()

@@ -168,6 +168,28 @@ async def test_a_start_up_that_never_becomes_ready_is_stopped_after_the_timeout(
     assert backend.status()["failure"].startswith("llama_server[m] was not ready")
 
 
+async def test_cancelling_start_stops_the_process(tmp_path: Path) -> None:
+    entry = {"path": "m.gguf", "llama_server": {"binary": str(FAKES / "loading_forever_server")}}
+    backend = LlamaServerBackend(
+        "m", LlamaServerOptions.from_manifest("m", entry), log_dir=tmp_path
+    )
+    starting = asyncio.create_task(backend.start())
+    deadline = time.monotonic() + 10
+    while not backend.recent_log_lines():  # the fake has started and bound its port
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    assert backend.state is BackendState.STARTING
+    pid = backend.pid
+    assert pid is not None
+
+    starting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await starting
+
+    assert process_gone(pid)
+    assert backend.status()["state"] == "stopped"
+
+
 @pytest.mark.slow
 async def test_a_bad_model_path_fails_fast_with_llama_servers_own_error(
     smollm_entry: dict[str, Any], tmp_path: Path

@@ -248,3 +248,18 @@ async def test_the_child_dies_when_the_coordinator_is_killed(tmp_path: Path) -> 
         if coordinator.returncode is None:
             coordinator.kill()
         await coordinator.wait()
+
+
+async def test_stopping_during_start_up_ends_the_wait_and_the_process(tmp_path: Path) -> None:
+    code = "import time; print('loading...', flush=True); time.sleep(600)"
+    process = SupervisedProcess(python_spec(code, tmp_path=tmp_path))
+    await process.spawn()
+    waiting = asyncio.create_task(
+        process.wait_ready(marker_probe(tmp_path / "never"), timeout_s=60)  # type: ignore[arg-type]
+    )
+    await process.stop(grace_s=5)
+    with pytest.raises(BackendStartError, match="was stopped during start-up"):
+        await asyncio.wait_for(waiting, timeout=5)
+    assert process.pid is not None
+    assert process_gone(process.pid)
+    assert (tmp_path / "child.log").read_text().startswith("=== ")

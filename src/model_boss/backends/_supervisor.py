@@ -18,6 +18,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,6 +125,8 @@ class SupervisedProcess:
             spec.log_path.parent.mkdir(parents=True, exist_ok=True)
             # Opening a local file is quick; the reader task closes it when output ends.
             self._log_file = open(spec.log_path, "ab")  # noqa: SIM115, ASYNC230
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            self._log_file.write(f"=== {stamp} starting {spec.name} ===\n".encode())
         parent = os.getpid()
         death_signal = int(spec.death_signal)
 
@@ -217,6 +220,10 @@ class SupervisedProcess:
         exit_waiter = asyncio.ensure_future(self._exited.wait())
         try:
             while True:
+                if self._stopping:
+                    raise BackendStartError(
+                        f"{self.spec.name} was stopped during start-up", self.recent_lines()
+                    )
                 if self._exited.is_set():
                     raise BackendStartError(
                         f"{self.spec.name} exited during start-up"
