@@ -100,3 +100,12 @@ def test_bad_simulated_values_are_config_errors() -> None:
         SimulatedOptions.from_manifest("sim", {"simulated": {"capabilities": ["fly"]}})
     with pytest.raises(ConfigError, match=r"simulated\.tokens_per_s: must be > 0"):
         SimulatedOptions.from_manifest("sim", {"simulated": {"tokens_per_s": 0}})
+
+
+async def test_create_backend_passes_a_virtual_clock_to_simulated() -> None:
+    from model_boss.backends import create_backend
+
+    sleep = RecordedSleep()
+    backend = create_backend("simulated", "sim", {"simulated": {"load_s": 30}}, sleep=sleep)
+    await backend.start()
+    assert sleep.calls == [30]

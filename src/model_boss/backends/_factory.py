@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from model_boss.backends._diffusers import DiffusersBackend, DiffusersOptions
@@ -54,13 +54,15 @@ def create_backend(
     gpus: Sequence[int] | None = None,
     log_dir: str | os.PathLike[str] | None = None,
     on_failure: FailureCallback | None = None,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
 ) -> Backend:
     """A stopped backend of ``kind`` (``llama_server``, ``vllm_serve``, ``openai_remote``,
     ``diffusers``, ``simulated``; ``llama-server`` spelling accepted) for one manifest entry.
 
     ``gpus`` are the physical GPU indices of the slot (``CUDA_VISIBLE_DEVICES`` of the
     process; ``()`` hides all GPUs, None inherits). ``log_dir`` holds the process logs.
-    ``on_failure`` is called at once when a ready backend's process dies.
+    ``on_failure`` is called at once when a ready backend's process dies. ``sleep`` is
+    the ``simulated`` kind's clock (a simulator passes its virtual one).
     """
     options = backend_options(kind, model_id, entry)
     process_args: dict[str, Any] = {"gpus": gpus, "log_dir": log_dir, "on_failure": on_failure}
@@ -72,4 +74,6 @@ def create_backend(
         return DiffusersBackend(model_id, options, **process_args)
     if isinstance(options, OpenAIRemoteOptions):
         return OpenAIRemoteBackend(model_id, options, on_failure=on_failure)
-    return SimulatedBackend(model_id, options, on_failure=on_failure)
+    if sleep is None:
+        return SimulatedBackend(model_id, options, on_failure=on_failure)
+    return SimulatedBackend(model_id, options, on_failure=on_failure, sleep=sleep)
