@@ -182,6 +182,10 @@ class Engine:
             await self._teardown(rt)
         await self.ledger.close()
 
+    def now(self) -> float:
+        """The engine's clock (the one ticket times are on)."""
+        return self._clock()
+
     # -- requests ---------------------------------------------------------------------------
 
     def submit(
@@ -236,7 +240,7 @@ class Engine:
         if model not in self.models:
             raise RequestRejected(f"unknown model {model!r}", 404)
         if overrides:
-            self._overrides[model] = {**self._overrides.get(model, {}), **overrides}
+            self._overrides[model] = _deep_merge(self._overrides.get(model, {}), overrides)
         waiter: asyncio.Future[None] | None = None
         if wait_s is not None and not self._has_ready_slot(model):
             waiter = asyncio.get_running_loop().create_future()
@@ -247,6 +251,10 @@ class Engine:
                 await asyncio.wait_for(waiter, wait_s)
             except TimeoutError:
                 raise RequestRejected(f"{model!r} was not ready within {wait_s} s", 504) from None
+
+    def overrides(self, model: str) -> dict[str, Any]:
+        """Live overrides in force for ``model`` (they last until the coordinator stops)."""
+        return dict(self._overrides.get(model, {}))
 
     def unload(self, model: str) -> None:
         if model not in self.models:
@@ -439,7 +447,7 @@ class Engine:
 
     async def _start(self, rt: _SlotRuntime) -> None:
         model = self.models[rt.model]
-        entry = {**model.entry, **self._overrides.get(rt.model, {})}
+        entry = _deep_merge(model.entry, self._overrides.get(rt.model, {}))
         gpus = [g for g in (self.ledger.gpu_index(p) for p in rt.pools) if g is not None]
         started = self._clock()
 
@@ -501,3 +509,13 @@ class Engine:
                 await rt.backend.stop()
         await self._release(rt)
         self._slots.pop(rt.slot_id, None)
+
+
+def _deep_merge(base: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in patch.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out

@@ -37,6 +37,11 @@ class SlotLedger:
         self.ram = ram
 
     @property
+    def url(self) -> str:
+        boss = self.gpu or self.ram
+        return boss.url if boss is not None else ""
+
+    @property
     def pools(self) -> list[PoolSpec]:
         return list(self._specs)
 

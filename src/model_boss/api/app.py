@@ -1,0 +1,116 @@
+"""The coordinator's ASGI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from model_boss.api.admin import AdminService
+from model_boss.api.auth import KeyCheck
+from model_boss.api.errors import APIError, error_body, install_error_handlers
+from model_boss.api.metrics import CoordinatorMetrics
+from model_boss.api.routes_admin import router as admin_router
+from model_boss.api.routes_openai import router as openai_router
+from model_boss.api.routes_status import router as status_router
+from model_boss.api.service import InferenceService
+from model_boss.engine import Engine
+
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app"]
+
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+
+
+def create_app(
+    engine: Engine,
+    *,
+    api_keys: Sequence[str] = (),
+    admin_keys: Sequence[str] = (),
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    manage_engine: bool = True,
+) -> FastAPI:
+    """The FastAPI app over ``engine``. With ``manage_engine`` the app's lifespan starts
+    and stops the engine (and with it every backend and lease)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if manage_engine:
+            await engine.start()
+        try:
+            yield
+        finally:
+            if manage_engine:
+                await engine.stop()
+
+    app = FastAPI(
+        title="model-boss coordinator",
+        version="0.1.0",
+        description="OpenAI-compatible inference over a shared pool of models and GPUs.",
+        lifespan=lifespan,
+    )
+    service = InferenceService(engine)
+    metrics = CoordinatorMetrics(engine)
+    service.observers.append(metrics.observe_request)
+    service.dispatch_observers.append(metrics.observe_dispatch)
+    app.state.service = service
+    app.state.admin = AdminService(engine)
+    app.state.metrics = metrics
+    app.state.keys = KeyCheck(api_keys, admin_keys)
+    install_error_handlers(app)
+    app.include_router(openai_router)
+    app.include_router(status_router)
+    app.include_router(admin_router)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    return app
+
+
+class BodyLimit:
+    """Refuse request bodies over ``max_bytes`` with 413 before reading them."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > self.max_bytes
+                except ValueError:
+                    too_big = False
+                if too_big:
+                    await _refuse(send, self.max_bytes)
+                    return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise APIError(413, f"request body larger than {self.max_bytes} bytes")
+            return message
+
+        await self.app(scope, limited, send)
+
+
+async def _refuse(send: Send, max_bytes: int) -> None:
+    import orjson
+
+    body = orjson.dumps(
+        error_body(413, f"request body larger than {max_bytes} bytes", "body_too_large")
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

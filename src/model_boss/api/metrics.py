@@ -1,0 +1,100 @@
+"""Prometheus metrics of the coordinator (``GET /metrics``)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from model_boss.engine import Engine
+from model_boss.priority import Priority
+
+__all__ = ["CoordinatorMetrics"]
+
+MAX_CLIENT_LABELS = 100
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+def _priority_label(priority: int) -> str:
+    try:
+        return Priority(priority).label
+    except ValueError:
+        return str(priority)
+
+
+class CoordinatorMetrics:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.queue_depth = Gauge(
+            "model_boss_queue_depth", "Requests waiting, per priority", ["priority"], registry=r
+        )
+        self.queue_wait = Histogram(
+            "model_boss_queue_wait_seconds",
+            "Time from arrival to dispatch, per priority",
+            ["priority"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.loads = Gauge("model_boss_loads", "Models loaded since start", registry=r)
+        self.load_failures = Gauge("model_boss_load_failures", "Failed loads", registry=r)
+        self.evictions = Gauge("model_boss_evictions", "Models evicted since start", registry=r)
+        self.load_time = Histogram(
+            "model_boss_load_seconds", "Time to load a model", buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.leased = Gauge(
+            "model_boss_leased_mb", "MiB leased in the ledger, per pool", ["pool"], registry=r
+        )
+        self.capacity = Gauge(
+            "model_boss_pool_capacity_mb", "MiB in each pool", ["pool"], registry=r
+        )
+        self.requests = Counter(
+            "model_boss_requests",
+            "Requests answered, per model, client and outcome",
+            ["model", "client", "outcome"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "model_boss_request_seconds",
+            "Request latency, per model and client",
+            ["model", "client"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self._clients: set[str] = set()
+        self._loads_seen = 0
+
+    def _client(self, client: str) -> str:
+        if client in self._clients or len(self._clients) < MAX_CLIENT_LABELS:
+            self._clients.add(client)
+            return client
+        return "other"
+
+    def observe_request(self, model: str, client: str, seconds: float, ok: bool) -> None:
+        label = self._client(client)
+        self.requests.labels(model, label, "ok" if ok else "error").inc()
+        self.latency.labels(model, label).observe(seconds)
+
+    def observe_dispatch(self, priority: int, wait_s: float) -> None:
+        self.queue_wait.labels(_priority_label(priority)).observe(wait_s)
+
+    async def render(self) -> bytes:
+        depth: dict[str, int] = {p.label: 0 for p in Priority}
+        for item in self.engine.queue_snapshot():
+            label = _priority_label(int(item["priority"]))
+            depth[label] = depth.get(label, 0) + 1
+        for label, n in depth.items():
+            self.queue_depth.labels(label).set(n)
+        counters = self.engine.counters
+        self.loads.set(counters["loads"])
+        self.load_failures.set(counters["load_failures"])
+        self.evictions.set(counters["evictions"])
+        for seconds in self.engine.load_seconds[self._loads_seen :]:
+            self.load_time.observe(seconds)
+        self._loads_seen = len(self.engine.load_seconds)
+        for boss in (self.engine.ledger.gpu, self.engine.ledger.ram):
+            if boss is None:
+                continue
+            for pool in (await boss.status()).pools:
+                self.leased.labels(pool.pool).set(pool.used_mb)
+                self.capacity.labels(pool.pool).set(pool.capacity_mb)
+        return generate_latest(self.registry)

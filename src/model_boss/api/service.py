@@ -1,0 +1,336 @@
+"""The inference service: everything between a validated request and the backend.
+
+Routers call :class:`InferenceService`; it checks the model and its modalities, reads
+the queue fields, queues the request in the engine, waits for a slot while watching the
+client, calls the backend, and adds the timing metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from model_boss.api._disconnect import ClientGone, race_disconnect
+from model_boss.api.errors import APIError
+from model_boss.api.protocol import X_FIELDS, QueueFields
+from model_boss.backends import Backend, BackendError, UnsupportedOperation, UpstreamError
+from model_boss.engine import Engine, EngineModel, RequestRejected, Ticket
+from model_boss.priority import parse_priority
+
+__all__ = ["CallResult", "InferenceService", "RequestContext", "StreamState"]
+
+STRIP = (*X_FIELDS, "allow_remote")
+
+
+@dataclass(slots=True)
+class RequestContext:
+    model: EngineModel
+    client: str
+    priority: int
+    stay_warm_s: float | None
+    cooldown_s: float
+    started: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(slots=True)
+class CallResult:
+    body: dict[str, Any]
+    metrics: dict[str, Any]
+
+
+@dataclass(slots=True)
+class StreamState:
+    started: float
+    first_at: float = 0.0
+    usage: Any = None
+    metrics: Callable[[], dict[str, Any]] = dict
+
+
+@dataclass(slots=True)
+class ClientStats:
+    requests: int = 0
+    errors: int = 0
+    rejected: int = 0
+    cancelled: int = 0
+    last_seen: float = 0.0
+    last_priority: int = 10
+    models: dict[str, int] = field(default_factory=dict)
+
+
+def _has_image(messages: Any) -> bool:
+    if not isinstance(messages, list):
+        return False
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):
+            for part in content:
+                if isinstance(part, dict) and part.get("type") in ("image_url", "input_image"):
+                    return True
+        elif isinstance(message, dict) and message.get("type") in ("image_url", "input_image"):
+            return True
+    return False
+
+
+class InferenceService:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.started_at = time.time()
+        self.dispatch_observers: list[Callable[[int, float], None]] = []
+        self.clients: dict[str, ClientStats] = {}
+        self.observers: list[Callable[[str, str, float, bool], None]] = []
+
+    # -- admission --------------------------------------------------------------------------
+
+    def context(
+        self, request: Request, parsed: QueueFields, model_id: str, *, images: bool = False
+    ) -> RequestContext:
+        model = self.engine.models.get(model_id)
+        if model is None or not model.profile.enabled:
+            raise APIError(
+                404, f"the model {model_id!r} does not exist", code="model_not_found", param="model"
+            )
+        if model.backend == "openai_remote" and not parsed.allow_remote:
+            raise APIError(
+                403,
+                f"{model_id!r} is a remote model: set allow_remote: true to use it",
+                code="remote_not_allowed",
+                param="allow_remote",
+            )
+        if images and "image" not in model.modalities:
+            raise APIError(
+                400,
+                f"the model {model_id!r} does not accept image input",
+                code="modality_unsupported",
+                param="messages",
+            )
+        client = parsed.x_client_id or request.headers.get("x-client-id") or "anonymous"
+        raw_priority: Any = parsed.x_priority
+        if raw_priority is None:
+            raw_priority = request.headers.get("x-priority") or "normal"
+        try:
+            priority = parse_priority(raw_priority)
+        except ValueError as exc:
+            raise APIError(400, str(exc), code="invalid_priority", param="x_priority") from None
+        return RequestContext(
+            model=model,
+            client=client[:200],
+            priority=priority,
+            stay_warm_s=parsed.x_stay_warm,
+            cooldown_s=parsed.x_cooldown or 0.0,
+        )
+
+    @staticmethod
+    def forward_body(body: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in body.items() if k not in STRIP}
+
+    @staticmethod
+    def check_images(body: Mapping[str, Any]) -> bool:
+        return _has_image(body.get("messages")) or _has_image(body.get("input"))
+
+    def _stats(self, ctx: RequestContext) -> ClientStats:
+        stats = self.clients.get(ctx.client)
+        if stats is None:
+            stats = self.clients[ctx.client] = ClientStats()
+        stats.requests += 1
+        stats.last_seen = time.time()
+        stats.last_priority = ctx.priority
+        stats.models[ctx.model.model_id] = stats.models.get(ctx.model.model_id, 0) + 1
+        return stats
+
+    async def acquire(self, request: Request, ctx: RequestContext) -> tuple[Ticket, Backend]:
+        """Queue the request and wait for a slot; leave the queue if the client goes away."""
+        stats = self._stats(ctx)
+        ticket = self.engine.submit(
+            ctx.model.model_id,
+            priority=ctx.priority,
+            client=ctx.client,
+            stay_warm_s=ctx.stay_warm_s,
+            cooldown_s=ctx.cooldown_s,
+        )
+        try:
+            backend: Backend = await race_disconnect(request, ticket.future)
+        except ClientGone:
+            stats.cancelled += 1
+            self.engine.cancel(ticket)
+            raise APIError(499, "the client closed the request", code="client_closed") from None
+        except RequestRejected as exc:
+            stats.rejected += 1
+            raise APIError(
+                exc.status,
+                exc.reason,
+                code=_reject_code(exc.status),
+                retry_after_s=exc.retry_after_s,
+            ) from None
+        except asyncio.CancelledError:
+            self.engine.cancel(ticket)
+            raise
+        wait_s = ticket.timings(self.engine.now())["queue_wait_s"]
+        for observer in self.dispatch_observers:
+            observer(ctx.priority, wait_s)
+        return ticket, backend
+
+    # -- calls ------------------------------------------------------------------------------
+
+    async def call(
+        self,
+        request: Request,
+        ctx: RequestContext,
+        invoke: Callable[[Backend], Awaitable[dict[str, Any]]],
+    ) -> CallResult:
+        ticket, backend = await self.acquire(request, ctx)
+        t0 = time.perf_counter()
+        ok = False
+        try:
+            task = asyncio.ensure_future(invoke(backend))
+            try:
+                body: dict[str, Any] = await race_disconnect(request, task)
+            except ClientGone:
+                task.cancel()
+                self.engine.cancel(ticket)
+                raise APIError(499, "the client closed the request", code="client_closed") from None
+            ok = True
+        except (UnsupportedOperation, NotImplementedError) as exc:
+            raise APIError(400, str(exc), code="unsupported_operation") from None
+        except UpstreamError as exc:
+            raise APIError(502, f"the backend failed: {exc}", code="backend_error") from None
+        except BackendError as exc:
+            raise APIError(
+                503, f"the backend is not available: {exc}", code="backend_error"
+            ) from None
+        finally:
+            self.engine.finish(ticket, ok)
+            self._observe(ctx, ok)
+            if not ok:
+                self.clients[ctx.client].errors += 1
+        backend_s = time.perf_counter() - t0
+        return CallResult(body, self.metrics(ctx, ticket, backend_s, body.get("usage")))
+
+    async def open_stream(
+        self,
+        request: Request,
+        ctx: RequestContext,
+        open_chunks: Callable[[Backend], AsyncIterator[bytes]],
+        wrap: Callable[[AsyncIterator[bytes], StreamState], AsyncIterator[bytes]] | None = None,
+    ) -> Response:
+        """Queue, then open the backend stream and wait for its first event before answering,
+        so that an upstream error still gets a proper status. Then pass the events through
+        as they come. If the client goes away, Starlette cancels the body: the upstream
+        stream is closed (generation stops) and the slot is freed."""
+        ticket, backend = await self.acquire(request, ctx)
+        state = StreamState(started=time.perf_counter())
+        chunks = open_chunks(backend)
+        try:
+            first = await race_disconnect(request, asyncio.ensure_future(anext(chunks)))
+        except StopAsyncIteration:
+            first = b""
+        except BaseException as exc:
+            await _close(chunks)
+            if isinstance(exc, ClientGone):
+                self.engine.cancel(ticket)
+            else:
+                self.engine.finish(ticket, False)
+            self._observe(ctx, False)
+            raise _as_api_error(exc) from None
+        state.first_at = time.perf_counter()
+        service = self
+
+        async def passthrough() -> AsyncIterator[bytes]:
+            if first:
+                yield first
+            async for chunk in chunks:
+                yield chunk
+
+        async def body() -> AsyncIterator[bytes]:
+            ok = False
+            source = passthrough()
+            try:
+                async for chunk in wrap(source, state) if wrap is not None else source:
+                    if b'"usage"' in chunk and chunk.startswith(b"data: {"):
+                        state.usage = _usage_of(chunk) or state.usage
+                    yield chunk
+                ok = True
+            finally:
+                await _close(chunks)
+                service.engine.finish(ticket, ok)
+                service._observe(ctx, ok)
+
+        state.metrics = lambda: (
+            self.metrics(ctx, ticket, time.perf_counter() - state.started, state.usage)
+            | {"gpu_time_to_first_token_ms": round((state.first_at - state.started) * 1000, 3)}
+        )
+        return StreamingResponse(
+            body(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    def _observe(self, ctx: RequestContext, ok: bool) -> None:
+        elapsed = time.perf_counter() - ctx.started
+        for observer in self.observers:
+            observer(ctx.model.model_id, ctx.client, elapsed, ok)
+
+    def metrics(
+        self, ctx: RequestContext, ticket: Ticket, backend_s: float, usage: Any
+    ) -> dict[str, Any]:
+        waits = ticket.timings(self.engine.now())
+        total_s = time.perf_counter() - ctx.started
+        prompt = output = None
+        if isinstance(usage, dict):
+            prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
+            output = usage.get("completion_tokens", usage.get("output_tokens"))
+        return {
+            "engine_queue_wait_ms": round(waits["queue_wait_s"] * 1000, 3),
+            "engine_load_wait_ms": round(waits["load_wait_s"] * 1000, 3),
+            "backend_inference_wall_ms": round(backend_s * 1000, 3),
+            "engine_total_wall_ms": round((backend_s + waits["queue_wait_s"]) * 1000, 3),
+            "engine_outside_backend_wall_ms": round(max(0.0, total_s - backend_s) * 1000, 3),
+            "pool_total_wall_ms": round(total_s * 1000, 3),
+            "engine_prompt_tokens": prompt,
+            "engine_output_tokens": output,
+            "engine_tokens_per_second": (
+                round(output / backend_s, 2) if isinstance(output, int) and backend_s > 0 else None
+            ),
+        }
+
+
+def _as_api_error(exc: BaseException) -> BaseException:
+    if isinstance(exc, ClientGone):
+        return APIError(499, "the client closed the request", code="client_closed")
+    if isinstance(exc, (UnsupportedOperation, NotImplementedError)):
+        return APIError(400, str(exc), code="unsupported_operation")
+    if isinstance(exc, UpstreamError):
+        return APIError(502, f"the backend failed: {exc}", code="backend_error")
+    if isinstance(exc, BackendError):
+        return APIError(503, f"the backend is not available: {exc}", code="backend_error")
+    return exc
+
+
+def _reject_code(status: int) -> str:
+    return {
+        404: "model_not_found",
+        409: "model_disabled",
+        429: "queue_full",
+        503: "model_unavailable",
+        507: "model_too_large",
+    }.get(status, "rejected")
+
+
+def _usage_of(chunk: bytes) -> Any:
+    try:
+        data = orjson.loads(chunk[6:].strip())
+    except orjson.JSONDecodeError:
+        return None
+    return data.get("usage") if isinstance(data, dict) else None
+
+
+async def _close(chunks: AsyncIterator[bytes]) -> None:
+    aclose = getattr(chunks, "aclose", None)
+    if aclose is not None:
+        await aclose()
