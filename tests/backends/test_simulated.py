@@ -109,3 +109,15 @@ async def test_create_backend_passes_a_virtual_clock_to_simulated() -> None:
     backend = create_backend("simulated", "sim", {"simulated": {"load_s": 30}}, sleep=sleep)
     await backend.start()
     assert sleep.calls == [30]
+
+
+async def test_a_stream_reports_usage_when_asked() -> None:
+    backend = simulated(RecordedSleep(), output_tokens=3)
+    await backend.start()
+    body = {"messages": [], "stream_options": {"include_usage": True}}
+    events = [event async for event in backend.chat_stream(body)]
+    usage = json.loads(events[-2][6:])
+    assert usage["choices"] == []
+    assert usage["usage"]["completion_tokens"] == 3
+    plain = [event async for event in backend.chat_stream({"messages": []})]
+    assert "usage" not in json.loads(plain[-2][6:])

@@ -250,7 +250,7 @@ class SimulatedBackend:
         yield b"data: " + json.dumps({**base, "choices": [last]}).encode() + b"\n\n"
         options = body.get("stream_options")
         if isinstance(options, Mapping) and options.get("include_usage"):
-            usage = {**base, "choices": [], "usage": self._usage(tokens)}
+            usage: dict[str, Any] = {**base, "choices": [], "usage": self._usage(tokens)}
             yield b"data: " + json.dumps(usage).encode() + b"\n\n"
         self.requests_served += 1
         yield b"data: [DONE]\n\n"

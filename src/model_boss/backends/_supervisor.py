@@ -32,6 +32,7 @@ log = logging.getLogger("model_boss.backends.supervisor")
 
 _PR_SET_PDEATHSIG = 1
 _READ_CHUNK = 65536
+_MAX_LINE = 1024 * 1024
 _PDEATHSIG_AVAILABLE = sys.platform.startswith("linux")
 if _PDEATHSIG_AVAILABLE:  # resolved before any fork: the child only calls it
     _prctl = ctypes.CDLL(None, use_errno=True).prctl
@@ -130,7 +131,7 @@ class SupervisedProcess:
         parent = os.getpid()
         death_signal = int(spec.death_signal)
 
-        def in_child() -> None:  # runs between fork and exec: async-signal-safe calls only
+        def in_child() -> None:  # between fork and exec: two system calls, nothing else
             _prctl(_PR_SET_PDEATHSIG, death_signal, 0, 0, 0)
             if os.getppid() != parent:  # the parent died before prctl took effect
                 os._exit(1)
@@ -164,6 +165,9 @@ class SupervisedProcess:
                     self._log_file.write(chunk)
                     self._log_file.flush()
                 *lines, partial = (partial + chunk).split(b"\n")
+                if len(partial) > _MAX_LINE:  # output without newlines: keep memory bounded
+                    lines.append(partial)
+                    partial = b""
                 self._lines.extend(line.decode("utf-8", "replace").rstrip() for line in lines)
             if partial:
                 self._lines.append(partial.decode("utf-8", "replace").rstrip())
