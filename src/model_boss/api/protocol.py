@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 __all__ = [
     "X_FIELDS",
@@ -39,7 +39,7 @@ class QueueFields(_Open):
     x_priority: str | Annotated[int, Field(ge=1, le=1000)] | None = None
     x_stay_warm: NonNegative | None = None
     x_cooldown: NonNegative | None = None
-    allow_remote: bool = False
+    allow_remote: StrictBool = False
 
 
 class TextPart(_Open):
@@ -67,11 +67,11 @@ class ChatMessage(_Open):
 
 
 class StreamOptions(_Open):
-    include_usage: bool = False
+    include_usage: StrictBool = False
 
 
 class _Sampling(QueueFields):
-    stream: bool = False
+    stream: StrictBool = False
     stream_options: StreamOptions | None = None
     max_tokens: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
@@ -140,7 +140,7 @@ class ResponsesRequest(QueueFields):
     input: str | Annotated[list[InputMessage | ContentPart], Field(min_length=1)] | None = None
     messages: Annotated[list[InputMessage], Field(min_length=1)] | None = None
     instructions: str | None = None
-    stream: bool = False
+    stream: StrictBool = False
     max_output_tokens: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     top_p: Annotated[float, Field(ge=0, le=1)] | None = None
@@ -155,5 +155,5 @@ class AdminLoadRequest(BaseModel):
 
     replicas: Annotated[int, Field(ge=1, le=64)] | None = None
     overrides: dict[str, Any] | None = None
-    wait: bool = True
+    wait: StrictBool = True
     timeout_s: Annotated[float, Field(gt=0, le=3600)] = 600.0
