@@ -121,8 +121,14 @@ class Scheduler:
         release = self.gate.next_release()
         if release is not None:
             times.append(release)
-        if self._idle:
-            times.append(self._idle[0][0])
+        idle = self._idle
+        while idle:  # drop timers that a later dispatch or unload made stale
+            _, sid, version = idle[0]
+            slot = self.pool.slots.get(sid)
+            if slot is not None and slot.idle_version == version:
+                times.append(idle[0][0])
+                break
+            heapq.heappop(idle)
         if self._wakeups:
             times.append(self._wakeups[0][0])
         return min(times) if times else None

@@ -1,0 +1,209 @@
+"""Model pool behaviour of the scheduler: loading, eviction, idle unloading, replicas, admin."""
+
+from __future__ import annotations
+
+from model_boss.scheduling import (
+    AcquireLease,
+    AdminLoad,
+    AdminUnload,
+    LeaseDenied,
+    LeaseGranted,
+    LoadRefused,
+    PreemptAsked,
+    Reject,
+    ReleaseLease,
+    SchedulerConfig,
+    SlotFailed,
+    SlotReady,
+    SlotState,
+    StartSlot,
+    StopSlot,
+    Tick,
+)
+from tests.scheduling.conftest import Harness, dispatched, model, of_type
+
+
+def stops(effects: object) -> list[str]:
+    return [e.model for e in of_type(effects, StopSlot) if isinstance(e, StopSlot)]  # type: ignore[arg-type]
+
+
+def test_idle_model_is_evicted_for_a_cold_one(two_models: Harness) -> None:
+    h = two_models
+    h.arrive("a1", "a")
+    h.done("a1")
+    out = h.at(1.0).arrive("b1", "b")
+    assert stops(out) == ["a"]
+    assert dispatched(out) == ["b1"]
+
+
+def test_pinned_model_is_never_a_victim() -> None:
+    h = Harness([model("p", 6000, pin=True), model("b", 6000)], pools=(("gpu0", 10000),))
+    out = h.send(Tick(0.0))  # pinned models load on the first event
+    assert [e.model for e in out if isinstance(e, AcquireLease)] == ["p"]
+    h.arrive("b1", "b")
+    out = h.tick(10_000.0)
+    assert stops(h.log) == []
+    assert dispatched(h.log) == []
+
+
+def test_pinned_model_is_leased_at_urgent_priority() -> None:
+    h = Harness([model("p", pin=True)], auto=False)
+    (lease,) = of_type(h.send(Tick(0.0)), AcquireLease)
+    assert isinstance(lease, AcquireLease)
+    assert lease.priority == 1
+
+
+def test_idle_model_unloads_after_stay_warm() -> None:
+    h = Harness([model("a", category="llm")])
+    h.arrive("r1", "a")
+    h.at(10.0).done("r1")
+    assert h.scheduler.next_wakeup() == 310.0
+    assert stops(h.tick(309.9)) == []
+    assert stops(h.tick(310.0)) == ["a"]
+
+
+def test_stay_warm_defaults_per_category() -> None:
+    assert model("a", category="llm").default_stay_warm_s == 300.0
+    assert model("a", category="diffusion").default_stay_warm_s == 900.0
+    assert model("a", category="vision").default_stay_warm_s == 60.0
+    assert model("a", category="llm", stay_warm_s=5.0).default_stay_warm_s == 5.0
+
+
+def test_x_stay_warm_of_the_last_request_overrides_the_default() -> None:
+    h = Harness([model("a")])
+    h.arrive("r1", "a", stay_warm_s=0.0)
+    assert stops(h.at(1.0).done("r1")) == ["a"]
+
+
+def test_busy_model_is_not_unloaded_when_idle_time_passes() -> None:
+    h = Harness([model("a")])
+    h.arrive("r1", "a")
+    assert stops(h.tick(1000.0)) == []
+
+
+def test_pinned_model_never_unloads_when_idle() -> None:
+    h = Harness([model("p", pin=True)])
+    h.send(Tick(0.0))
+    h.tick(100_000.0)
+    assert stops(h.log) == []
+
+
+def test_slot_failure_rejects_its_waiters() -> None:
+    h = Harness([model("a")], auto=False)
+    (lease,) = of_type(h.arrive("r1", "a"), AcquireLease)
+    assert isinstance(lease, AcquireLease)
+    h.send(LeaseGranted(0.0, lease.slot_id))
+    out = h.send(SlotFailed(1.0, lease.slot_id, "exit code 1"))
+    assert ReleaseLease(lease.slot_id) in out
+    (reject,) = of_type(out, Reject)
+    assert isinstance(reject, Reject)
+    assert reject.request_id == "r1"
+    assert "exit code 1" in reject.reason
+
+
+def test_denied_lease_is_retried_after_a_pause() -> None:
+    cfg = SchedulerConfig(retry_after_s=5.0)
+    h = Harness([model("a")], config=cfg, auto=False)
+    (lease,) = of_type(h.arrive("r1", "a"), AcquireLease)
+    assert isinstance(lease, AcquireLease)
+    assert of_type(h.send(LeaseDenied(0.0, lease.slot_id, "held by a training job")), AcquireLease) == []
+    assert of_type(h.tick(4.0), AcquireLease) == []
+    assert len(of_type(h.tick(5.0), AcquireLease)) == 1
+
+
+def test_replicas_scale_out_up_to_replica_max() -> None:
+    h = Harness([model("a", target_inflight=1, replicas=1, replica_max=2)])
+    out = []
+    for rid in ["r1", "r2", "r3"]:
+        out += h.arrive(rid, "a")
+    assert len(of_type(h.log, StartSlot)) == 2
+    assert sorted(dispatched(out)) == ["r1", "r2"]
+    assert dispatched(h.done("r1")) == ["r3"]
+
+
+def test_model_too_large_for_one_gpu_is_split_across_gpus() -> None:
+    h = Harness(
+        [model("big", 40000, splittable=True)],
+        pools=(("gpu0", 24000), ("gpu1", 24000)),
+        auto=False,
+    )
+    (lease,) = of_type(h.arrive("r1", "big"), AcquireLease)
+    assert isinstance(lease, AcquireLease)
+    assert (lease.pools, lease.mb_per_pool) == (("gpu0", "gpu1"), 20000)
+
+
+def three_models() -> Harness:
+    """a, b and c (6 GB each) on one 10 GB GPU: only one fits at a time."""
+    return Harness(
+        [model(m, 6000, target_inflight=4) for m in "abc"],
+        pools=(("gpu0", 10000),),
+    )
+
+
+def test_swap_batches_the_model_with_more_queued_requests() -> None:
+    h = three_models()
+    h.arrive("a0", "a")  # a is loaded and busy
+    h.at(0.1).arrive("b1", "b")  # blocked behind a
+    for i, t in enumerate([0.2, 0.3, 0.4]):
+        h.at(t).arrive(f"c{i}", "c")
+    out = h.at(1.0).done("a0")
+    assert dispatched(out) == ["c0", "c1", "c2"]  # c, asked for three times, goes first
+
+
+def test_batching_extra_wait_is_bounded() -> None:
+    h = three_models()
+    h.arrive("a0", "a")
+    h.at(0.1).arrive("b1", "b")
+    for i in range(3):
+        h.at(6.0 + i).arrive(f"c{i}", "c")  # beyond b1's key + batch_window_s (5 s)
+    assert dispatched(h.at(10.0).done("a0")) == ["b1"]
+
+
+def test_admin_load_keeps_the_model_until_admin_unload() -> None:
+    h = Harness([model("a")])
+    h.send(AdminLoad(0.0, "a"))
+    assert len(of_type(h.log, StartSlot)) == 1
+    h.tick(10_000.0)
+    assert stops(h.log) == []
+    assert stops(h.send(AdminUnload(10_001.0, "a"))) == ["a"]
+
+
+def test_admin_load_of_unknown_model_is_refused() -> None:
+    h = Harness([model("a")])
+    assert of_type(h.send(AdminLoad(0.0, "nope")), LoadRefused) != []
+
+
+def test_measured_footprint_replaces_the_estimate_for_the_next_load() -> None:
+    h = Harness([model("a", 4000)], auto=False)
+    (lease,) = of_type(h.arrive("r1", "a"), AcquireLease)
+    assert isinstance(lease, AcquireLease)
+    h.send(LeaseGranted(0.0, lease.slot_id))
+    h.send(SlotReady(1.0, lease.slot_id, footprint_mb=5200))
+    h.done("r1")
+    h.send(AdminUnload(2.0, "a"))
+    from model_boss.scheduling import SlotStopped
+
+    h.send(SlotStopped(2.5, lease.slot_id))
+    (again,) = of_type(h.at(3.0).arrive("r2", "a"), AcquireLease)
+    assert isinstance(again, AcquireLease)
+    assert again.mb_per_pool == 5200
+
+
+def test_preempt_asked_drains_idle_slots_of_lower_priority() -> None:
+    h = Harness([model("a"), model("b")])
+    h.arrive("a1", "a", priority=50)
+    h.arrive("b1", "b", priority=1)
+    h.done("a1")
+    h.done("b1")
+    out = h.send(PreemptAsked(1.0, "gpu0", 4000, priority=5))
+    assert stops(out) == ["a"]
+
+
+def test_draining_slot_takes_no_new_work_and_stops_when_empty() -> None:
+    h = Harness([model("a", target_inflight=2)])
+    h.arrive("r1", "a")
+    out = h.send(AdminUnload(1.0, "a"))
+    assert stops(out) == []  # r1 still runs
+    (slot,) = h.scheduler.pool.slots.values()
+    assert slot.state is SlotState.DRAINING
+    assert stops(h.at(2.0).done("r1")) == ["a"]

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from model_boss.sim import SETTINGS, Setting, goodput, make_models, scale_check, scheduler_factory
+from model_boss.sim._bench import add_arguments, run_from_args
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[str, dict[str, object]]:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert run_from_args(parser.parse_args(list(argv))) == 0
+    out = capsys.readouterr().out
+    return out, json.loads(out.strip().splitlines()[-1])
+
+
+def test_bench_prints_a_table_and_one_json_object_last(capsys: pytest.CaptureFixture[str]) -> None:
+    setting = next(iter(SETTINGS))
+    out, report = run(
+        capsys, "--setting", setting, "--requests", "400", "--no-goodput", "--json"
+    )
+    rows = report["rows"]
+    assert isinstance(rows, list)
+    assert {r["policy"] for r in rows} == {"model-boss", "ollama-like", "fifo-lru", "fixed-ttl"}
+    for r in rows:
+        assert set(r["slo_attainment"]) == {"5", "10", "20"}
+        assert set(r["p99_s"]) == {"urgent", "high", "normal", "low", "batch"}
+    assert out.splitlines()[0].startswith("setting")
+
+
+def test_bench_replays_a_given_trace(
+    capsys: pytest.CaptureFixture[str], trace_files: tuple[Path, Path]
+) -> None:
+    trace_path, models_path = trace_files
+    _, report = run(
+        capsys,
+        "--trace",
+        str(trace_path),
+        "--models",
+        str(models_path),
+        "--gpus",
+        "16000,8000",
+        "--json",
+        "--goodput-requests",
+        "60",
+    )
+    rows = report["rows"]
+    assert isinstance(rows, list)
+    assert all(r["requests"] == 60 for r in rows)
+    ours = next(r for r in rows if r["policy"] == "model-boss")
+    assert ours["goodput_per_s"] is not None
+
+
+def test_goodput_is_a_rate_the_policy_sustains() -> None:
+    setting = Setting("tiny", make_models(4, [4000]), (24000,), 0.5)
+    rate = goodput(scheduler_factory(), setting, 300, seed=1, steps=2)
+    assert rate > 0.0
+
+
+def test_cli_registers_bench_sched(capsys: pytest.CaptureFixture[str]) -> None:
+    from model_boss.cli import _bench
+
+    parser = argparse.ArgumentParser()
+    _bench.register(parser.add_subparsers(dest="group"))
+    args = parser.parse_args(
+        ["bench", "sched", "--setting", next(iter(SETTINGS)), "--requests", "200", "--no-goodput"]
+    )
+    assert args.handler(args) == 0
+    assert "model-boss" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_million_requests_over_a_thousand_models_simulate_in_under_a_minute() -> None:
+    result = scale_check(1_000_000, 1000)
+    assert result["seconds"] < 60.0
