@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 import schemathesis
 import uvicorn
+from fastapi import FastAPI
 from hypothesis import HealthCheck, settings
 
 from model_boss.api import create_app
@@ -23,7 +24,7 @@ MIN_CASES = 500
 generated: list[int] = []
 
 
-def _app() -> object:
+def _app() -> FastAPI:
     models = [sim_model("a"), sim_model("b"), sim_model("vision", modalities=("text", "image"))]
     return create_app(make_engine(models))
 
@@ -51,7 +52,7 @@ def live_url() -> Iterator[str]:
     deadline=None,
     suppress_health_check=list(HealthCheck),
 )
-def test_no_input_makes_a_server_error(case: schemathesis.Case, live_url: str) -> None:
+def test_no_input_makes_a_server_error(case: schemathesis.Case, live_url: str) -> None:  # type: ignore[type-arg]
     response = case.call(base_url=live_url, timeout=30)
     generated.append(response.status_code)
     assert response.status_code < 500, (
