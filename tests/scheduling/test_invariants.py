@@ -17,7 +17,14 @@ from model_boss.scheduling import (
     SlotState,
     StartSlot,
 )
-from model_boss.sim import SimModel, TraceSpec, generate_trace, make_models, scheduler_factory, simulate
+from model_boss.sim import (
+    SimModel,
+    TraceSpec,
+    generate_trace,
+    make_models,
+    scheduler_factory,
+    simulate,
+)
 
 
 class Checked:

@@ -2,7 +2,11 @@ from __future__ import annotations
 
 import pytest
 
-from model_boss.scheduling import ModelPool, PoolSpec, SlotState
+from model_boss.scheduling import ModelPool, PoolSpec, Slot, SlotState
+
+
+def state(slot: Slot) -> SlotState:
+    return slot.state
 
 
 def test_slot_walks_the_state_machine_and_accounts_memory() -> None:
@@ -15,14 +19,15 @@ def test_slot_walks_the_state_machine_and_accounts_memory() -> None:
     pool.lease_requested(slot)
     assert gpu.used_mb == 6000
     assert pool.loading(slot)
-    assert slot.state is SlotState.LOADING
+    assert state(slot) is SlotState.LOADING
     assert pool.ready(slot, now=1.0)
+    assert state(slot) is SlotState.READY
     assert pool.drain(slot)
-    assert slot.state is SlotState.DRAINING
+    assert state(slot) is SlotState.DRAINING
     # Draining memory is free for placement, but still used until the backend stops.
     assert (gpu.promised_mb, gpu.used_mb) == (0, 6000)
     assert pool.stopped(slot)
-    assert slot.state is SlotState.STOPPED
+    assert state(slot) is SlotState.STOPPED
     assert (gpu.promised_mb, gpu.used_mb) == (0, 0)
     assert slot.slot_id not in pool.slots
 
@@ -35,7 +40,7 @@ def test_out_of_order_transitions_are_refused() -> None:
     assert pool.failed(slot)
     assert not pool.drain(slot)
     assert not pool.stopped(slot)
-    assert slot.state is SlotState.FAILED
+    assert state(slot) is SlotState.FAILED
 
 
 def test_a_pending_slot_waits_until_memory_is_physically_free() -> None:

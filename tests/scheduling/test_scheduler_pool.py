@@ -106,7 +106,10 @@ def test_denied_lease_is_retried_after_a_pause() -> None:
     h = Harness([model("a")], config=cfg, auto=False)
     (lease,) = of_type(h.arrive("r1", "a"), AcquireLease)
     assert isinstance(lease, AcquireLease)
-    assert of_type(h.send(LeaseDenied(0.0, lease.slot_id, "held by a training job")), AcquireLease) == []
+    assert (
+        of_type(h.send(LeaseDenied(0.0, lease.slot_id, "held by a training job")), AcquireLease)
+        == []
+    )
     assert of_type(h.tick(4.0), AcquireLease) == []
     assert len(of_type(h.tick(5.0), AcquireLease)) == 1
 

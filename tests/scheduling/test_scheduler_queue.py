@@ -26,7 +26,12 @@ def test_cold_model_is_leased_then_started_then_served() -> None:
     out = h.arrive("r1", "a")
     (lease,) = of_type(out, AcquireLease)
     assert isinstance(lease, AcquireLease)
-    assert (lease.model, lease.pools, lease.mb_per_pool, lease.priority) == ("a", ("gpu0",), 4000, 10)
+    assert (lease.model, lease.pools, lease.mb_per_pool, lease.priority) == (
+        "a",
+        ("gpu0",),
+        4000,
+        10,
+    )
     assert dispatched(out) == []
     out = h.send(LeaseGranted(0.0, lease.slot_id))
     assert of_type(out, StartSlot) == [StartSlot(lease.slot_id, "a", ("gpu0",), 4000)]
@@ -152,7 +157,7 @@ def test_cancelled_running_request_is_aborted_and_frees_its_place() -> None:
     h.arrive("r1", "a")
     h.arrive("r2", "a")
     out = h.send(RequestCancelled(1.0, "r1"))
-    assert [e for e in out if isinstance(e, AbortRequest)][0].request_id == "r1"
+    assert next(e for e in out if isinstance(e, AbortRequest)).request_id == "r1"
     assert dispatched(out) == ["r2"]
 
 

@@ -20,9 +20,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[str, dict[str, 
 
 def test_bench_prints_a_table_and_one_json_object_last(capsys: pytest.CaptureFixture[str]) -> None:
     setting = next(iter(SETTINGS))
-    out, report = run(
-        capsys, "--setting", setting, "--requests", "400", "--no-goodput", "--json"
-    )
+    out, report = run(capsys, "--setting", setting, "--requests", "400", "--no-goodput", "--json")
     rows = report["rows"]
     assert isinstance(rows, list)
     assert {r["policy"] for r in rows} == {"model-boss", "ollama-like", "fifo-lru", "fixed-ttl"}

@@ -131,9 +131,14 @@ def estimate_vram_mb(
 
 
 def vram_for(spec: ModelSpec, models_root: str | Path | None = None) -> int:
-    """The manifest's ``vram_mb`` if given, otherwise an estimate from the model's file."""
+    """The manifest's ``vram_mb`` if given, otherwise an estimate from the model's file.
+
+    Remote models (``openai_remote``) need 0 MB.
+    """
     if spec.vram_mb is not None:
         return spec.vram_mb
+    if spec.backend == "openai_remote":
+        return 0  # runs off-box
     if spec.path is None:
         raise ConfigError(f"models.{spec.id}: needs vram_mb (no path to estimate from)")
     p = Path(spec.path).expanduser()

@@ -64,7 +64,7 @@ def select(
     """Like :func:`victims`, also returning the summed keep value of the chosen set."""
     if need_mb <= 0:
         return 0.0, []
-    pool = [c for c in slots if not c.pinned and (allow_busy or not c.busy)]
+    pool = [c for c in slots if c.mb > 0 and not c.pinned and (allow_busy or not c.busy)]
     if sum(c.mb for c in pool) < need_mb:
         return None
     pool.sort(key=_per_mb)

@@ -51,8 +51,8 @@ class ModelProfile:
     enabled: bool = True
 
     def __post_init__(self) -> None:
-        if self.vram_mb <= 0:
-            raise ValueError(f"{self.model_id}: vram_mb must be positive, got {self.vram_mb}")
+        if self.vram_mb < 0:
+            raise ValueError(f"{self.model_id}: vram_mb must be >= 0, got {self.vram_mb}")
         if self.target_inflight < 1 or self.replicas < 1 or self.replica_max < self.replicas:
             raise ValueError(
                 f"{self.model_id}: need target_inflight >= 1 and 1 <= replicas <= replica_max"
