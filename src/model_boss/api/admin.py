@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from model_boss.api.errors import APIError
-from model_boss.backends import backend_options
+from model_boss.backends import backend_options, backend_table
 from model_boss.engine import Engine, RequestRejected
 from model_boss.errors import ConfigError
 
@@ -94,7 +94,8 @@ class AdminService:
                 code="override_not_allowed",
                 param="overrides",
             )
-        table = dict(model.entry.get(model.backend) or {})
+        table_name = backend_table(model.backend)
+        table = dict(model.entry.get(table_name) or {})
         patch: dict[str, Any] = {}
         for key, value in overrides.items():
             if key in _TOP_LEVEL:
@@ -102,7 +103,7 @@ class AdminService:
             else:
                 table[key] = value
         if table:
-            patch[model.backend] = table
+            patch[table_name] = table
         try:
             backend_options(model.backend, model_id, {**model.entry, **patch})
         except ConfigError as exc:

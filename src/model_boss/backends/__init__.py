@@ -23,6 +23,7 @@ from model_boss.backends._factory import (
     BACKEND_KINDS,
     BackendOptions,
     backend_options,
+    backend_table,
     create_backend,
 )
 from model_boss.backends._http import UpstreamClient
@@ -77,6 +78,7 @@ __all__ = [
     "VllmServeBackend",
     "VllmServeOptions",
     "backend_options",
+    "backend_table",
     "cache_root",
     "create_backend",
     "fetch_demo_model",

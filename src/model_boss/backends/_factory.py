@@ -14,7 +14,13 @@ from model_boss.backends._simulated import SimulatedBackend, SimulatedOptions
 from model_boss.backends._vllm_serve import VllmServeBackend, VllmServeOptions
 from model_boss.errors import ConfigError
 
-__all__ = ["BACKEND_KINDS", "BackendOptions", "backend_options", "create_backend"]
+__all__ = [
+    "BACKEND_KINDS",
+    "BackendOptions",
+    "backend_options",
+    "backend_table",
+    "create_backend",
+]
 
 BackendOptions = (
     LlamaServerOptions
@@ -39,6 +45,11 @@ def _normalise(kind: str) -> str:
     if name not in _OPTIONS:
         raise ConfigError(f"unknown backend kind {kind!r}; known: {', '.join(BACKEND_KINDS)}")
     return name
+
+
+def backend_table(kind: str) -> str:
+    """The name of the manifest-entry table ``kind`` reads its own options from."""
+    return _OPTIONS[_normalise(kind)].TABLE
 
 
 def backend_options(kind: str, model_id: str, entry: Mapping[str, Any]) -> BackendOptions:

@@ -9,6 +9,23 @@ from model_boss.engine._engine import (
     RequestRejected,
     Ticket,
 )
+from model_boss.engine._from_config import (
+    DEMO_MODEL_ID,
+    default_models,
+    engine_models,
+    load_seconds_estimate,
+)
 from model_boss.engine._ledger import SlotLedger
 
-__all__ = ["BackendFactory", "Engine", "EngineModel", "RequestRejected", "SlotLedger", "Ticket"]
+__all__ = [
+    "DEMO_MODEL_ID",
+    "BackendFactory",
+    "Engine",
+    "EngineModel",
+    "RequestRejected",
+    "SlotLedger",
+    "Ticket",
+    "default_models",
+    "engine_models",
+    "load_seconds_estimate",
+]

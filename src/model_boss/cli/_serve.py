@@ -1,0 +1,95 @@
+"""``model-boss serve``: the coordinator on the embedded default or a manifest."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any
+
+__all__ = ["register"]
+
+
+def register(groups: Any) -> None:
+    serve = groups.add_parser(
+        "serve", help="run the coordinator: OpenAI-compatible API, queue, model pool"
+    )
+    serve.add_argument("--host", default=None, help="default: the settings' (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="default: the settings' (8210)")
+    serve.add_argument(
+        "--settings", default=None, help="settings/manifest file (default: MODEL_BOSS_SETTINGS)"
+    )
+    serve.add_argument(
+        "--local-settings",
+        default=None,
+        help="override merged over it (default: MODEL_BOSS_LOCAL_SETTINGS, or local.* beside it)",
+    )
+    serve.add_argument("--ledger", default=None, help="ledger URL (default: SQLite, or Redis)")
+    serve.add_argument(
+        "--api-key",
+        action="append",
+        default=None,
+        help="accept this bearer key (repeatable; default: MODEL_BOSS_API_KEYS, comma-separated)",
+    )
+    serve.add_argument(
+        "--admin-key",
+        action="append",
+        default=None,
+        help="admin bearer key (repeatable; default: MODEL_BOSS_ADMIN_KEYS, comma-separated)",
+    )
+    serve.add_argument("--log-level", default=None)
+    serve.set_defaults(handler=_serve)
+
+
+def _keys(given: list[str] | None, env: str) -> list[str]:
+    if given:
+        return given
+    return [k.strip() for k in os.environ.get(env, "").split(",") if k.strip()]
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from model_boss.api import create_app
+    from model_boss.config import Settings, load_settings, parse_manifest
+    from model_boss.devices import hostname
+    from model_boss.engine import Engine, SlotLedger, default_models, engine_models
+    from model_boss.leases import GPUBoss, RAMBoss, default_state_dir
+
+    settings = load_settings(args.settings, args.local_settings)
+    if not settings.models:
+        demo = default_models()
+        settings = Settings(
+            settings.service, parse_manifest(demo, "<default manifest>"), settings.sources
+        )
+        if not demo:
+            print(
+                "model-boss: no models configured and the demo model is not pulled yet; "
+                "run `model-boss model pull smollm2` (or set MODEL_BOSS_SETTINGS)",
+                file=sys.stderr,
+            )
+    level = (args.log_level or settings.service.log_level).upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    holder = f"coordinator@{hostname()}:{os.getpid()}"
+    gpu = GPUBoss(args.ledger, holder=holder)
+    ram = RAMBoss(args.ledger, holder=holder)
+    ledger = SlotLedger(gpu if gpu.devices else None, ram)
+    log_dir = default_state_dir() / "logs"
+    engine = Engine(engine_models(settings), ledger, log_dir=str(log_dir))
+    app = create_app(
+        engine,
+        api_keys=_keys(args.api_key, "MODEL_BOSS_API_KEYS"),
+        admin_keys=_keys(args.admin_key, "MODEL_BOSS_ADMIN_KEYS"),
+    )
+    host = args.host or settings.service.host
+    port = args.port or settings.service.port
+    pools = ", ".join(f"{p.pool_id} ({p.capacity_mb} MiB)" for p in ledger.pools)
+    print(
+        f"model-boss: serving {len(engine.models)} model(s) "
+        f"[{', '.join(engine.models) or 'none'}] on http://{host}:{port}; "
+        f"ledger {ledger.url}; pools {pools}",
+        flush=True,
+    )
+    uvicorn.run(app, host=host, port=port, log_level=level.lower(), access_log=False)
+    return 0

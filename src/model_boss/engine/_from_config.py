@@ -1,0 +1,87 @@
+"""From the validated manifest to what the engine serves; the embedded default manifest."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from model_boss.backends import backend_table, models_dir
+from model_boss.backends._demo_model import DEMO_MODEL_FILE
+from model_boss.config import ModelSpec, Settings, vram_for
+from model_boss.engine._engine import EngineModel
+from model_boss.scheduling import SPLITTABLE_BACKENDS, ModelProfile
+
+__all__ = ["DEMO_MODEL_ID", "default_models", "engine_models", "load_seconds_estimate"]
+
+DEMO_MODEL_ID = "smollm2"
+
+# Rough start-up cost per backend kind, plus weights read at this many MB/s: the
+# scheduler weighs reload cost with it until a load has been measured.
+_STARTUP_S = {"llama_server": 1.0, "vllm_serve": 60.0, "diffusers": 10.0, "openai_remote": 0.0}
+_READ_MB_PER_S = 2000.0
+
+
+def load_seconds_estimate(backend: str, vram_mb: int) -> float:
+    return _STARTUP_S.get(backend, 1.0) + vram_mb / _READ_MB_PER_S
+
+
+def _entry(spec: ModelSpec) -> dict[str, Any]:
+    """The manifest entry as the backends read it: common fields on top, the backend's
+    own table under the name that backend kind reads."""
+    entry: dict[str, Any] = {}
+    for key in ("path", "context_size", "chat_template", "pipeline_type", "dtype", "name"):
+        value = getattr(spec, key)
+        if value is not None:
+            entry[key] = value
+    if spec.options:
+        entry[backend_table(spec.backend)] = dict(spec.options)
+    return entry
+
+
+def engine_models(settings: Settings) -> list[EngineModel]:
+    root = settings.service.models_root or str(models_dir())
+    out: list[EngineModel] = []
+    for spec in settings.models.values():
+        vram = max(1, vram_for(spec, root))  # remote models hold no local memory: 1 MB
+        profile = ModelProfile(
+            model_id=spec.id,
+            vram_mb=vram,
+            category=spec.category,
+            pin=spec.pin,
+            stay_warm_s=spec.stay_warm,
+            target_inflight=spec.target_inflight,
+            replicas=spec.replicas,
+            replica_max=spec.replica_max,
+            splittable=spec.backend in SPLITTABLE_BACKENDS,
+            load_s=load_seconds_estimate(spec.backend, vram),
+            enabled=spec.enabled,
+        )
+        entry = _entry(spec)
+        if spec.path is not None and not Path(spec.path).expanduser().is_absolute():
+            entry["path"] = str(Path(root).expanduser() / spec.path)
+        out.append(
+            EngineModel(
+                profile=profile,
+                backend=spec.backend,
+                entry=entry,
+                modalities=frozenset(spec.modalities),
+            )
+        )
+    return out
+
+
+def default_models(models: Path | None = None) -> Mapping[str, Any]:
+    """The embedded default manifest: the demo model, when it has been pulled."""
+    folder = models or models_dir()
+    if not (folder / DEMO_MODEL_FILE).is_file():
+        return {}
+    return {
+        DEMO_MODEL_ID: {
+            "path": str(folder / DEMO_MODEL_FILE),
+            "category": "llm",
+            "context_size": 2048,
+            "target_inflight": 2,
+            "llama_server": {"parallel": 2},
+        }
+    }
