@@ -1,11 +1,12 @@
 # One entry point for users, developers and CI.
 #   make check   set everything up on a fresh machine, then lint, type-check and run every test
 #   make quick   the fast loop: no slow (real-process) tests
+#   make serve   set up, then run the coordinator on the embedded default (port 8210)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: check setup lint typecheck test quick bench
+.PHONY: check setup lint typecheck test quick bench serve
 
 check: setup lint typecheck test
 
@@ -34,3 +35,6 @@ quick: setup
 
 bench: setup
 	$(BIN)/python benchmarks/leases.py
+
+serve: setup
+	$(BIN)/model-boss serve

@@ -140,7 +140,7 @@ def test_responses_json_and_streamed_in_official_order(oai: openai.OpenAI) -> No
     ]
     done = events[-1]
     assert done.type == "response.completed"
-    assert done.response.output_text == "".join(d.delta for d in deltas)  # type: ignore[union-attr]
+    assert done.response.output_text == "".join(d.delta for d in deltas)
 
 
 def test_a_disconnected_stream_stops_generation_upstream(
