@@ -99,7 +99,7 @@ def remote_entry(upstream: Upstream, **remote: Any) -> dict[str, Any]:
         "timeout_s": 10,
         **remote,
     }
-    return {"backend": "openai_remote", "remote": table}
+    return {"backend": "openai_remote", "openai_remote": table}
 
 
 async def test_requests_carry_the_key_and_the_upstream_model_name(
@@ -219,7 +219,9 @@ async def test_an_unreachable_upstream_is_an_upstream_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv(KEY_ENV, KEY)
-    entry = {"remote": {"base_url": f"http://127.0.0.1:{free_port()}/v1", "api_key_env": KEY_ENV}}
+    entry = {
+        "openai_remote": {"base_url": f"http://127.0.0.1:{free_port()}/v1", "api_key_env": KEY_ENV}
+    }
     backend = create_backend("openai_remote", "gone", entry)
     await backend.start()  # config_only: no call at start
     try:
@@ -233,13 +235,16 @@ async def test_an_unreachable_upstream_is_an_upstream_error(
 @pytest.mark.parametrize(
     ("remote", "message"),
     [
-        ({}, "remote.base_url: is required"),
-        ({"base_url": "ftp://x"}, "remote.base_url: must start with http"),
-        ({"base_url": "http://x", "max_retries": -1}, "remote.max_retries: must be >= 0"),
-        ({"base_url": "http://x", "health_check": "ping"}, "remote.health_check: expected one of"),
-        ({"base_url": "http://x", "api_key": "sk-inline"}, "remote.api_key: unknown key"),
+        ({}, "openai_remote.base_url: is required"),
+        ({"base_url": "ftp://x"}, "openai_remote.base_url: must start with http"),
+        ({"base_url": "http://x", "max_retries": -1}, "openai_remote.max_retries: must be >= 0"),
+        (
+            {"base_url": "http://x", "health_check": "ping"},
+            "openai_remote.health_check: expected one of",
+        ),
+        ({"base_url": "http://x", "api_key": "sk-inline"}, "openai_remote.api_key: unknown key"),
     ],
 )
 def test_bad_remote_values_are_config_errors(remote: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        OpenAIRemoteOptions.from_manifest("m", {"remote": remote})
+        OpenAIRemoteOptions.from_manifest("m", {"openai_remote": remote})

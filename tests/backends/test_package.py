@@ -40,7 +40,7 @@ def test_all_lists_exactly_the_public_names() -> None:
         ("vllm_serve", {"path": "org/m"}, VllmServeBackend),
         (
             "openai_remote",
-            {"remote": {"base_url": "https://api.example.com/v1"}},
+            {"openai_remote": {"base_url": "https://api.example.com/v1"}},
             OpenAIRemoteBackend,
         ),
         ("diffusers", {"path": "pipe"}, DiffusersBackend),

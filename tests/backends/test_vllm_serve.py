@@ -30,7 +30,7 @@ def test_every_vllm_field_maps_to_its_argument() -> None:
     entry = {
         "backend": "vllm_serve",
         "context_size": 4096,  # max_model_len wins over it
-        "vllm": {
+        "vllm_serve": {
             "model": "/models/nvidia/Gemma-4-26B-A4B-NVFP4",
             "dtype": "auto",
             "gpu_memory_utilization": 0.01,
@@ -89,19 +89,22 @@ def test_model_defaults_to_path_and_max_model_len_to_context_size() -> None:
 @pytest.mark.parametrize(
     ("entry", "message"),
     [
-        ({"vllm": {}}, "vllm.model: is required"),
+        ({"vllm_serve": {}}, "vllm_serve.model: is required"),
         (
-            {"path": "m", "vllm": {"gpu_memory_utilization": 0}},
+            {"path": "m", "vllm_serve": {"gpu_memory_utilization": 0}},
             "gpu_memory_utilization: must be > 0",
         ),
-        ({"path": "m", "vllm": {"gpu_memory_utilization": 1.5}}, "must be <= 1"),
-        ({"path": "m", "vllm": {"dtype": "fp7"}}, "vllm.dtype: expected one of"),
+        ({"path": "m", "vllm_serve": {"gpu_memory_utilization": 1.5}}, "must be <= 1"),
+        ({"path": "m", "vllm_serve": {"dtype": "fp7"}}, "vllm_serve.dtype: expected one of"),
         (
-            {"path": "m", "vllm": {"limit_mm_per_prompt": 1}},
-            "vllm.limit_mm_per_prompt: expected a table",
+            {"path": "m", "vllm_serve": {"limit_mm_per_prompt": 1}},
+            "vllm_serve.limit_mm_per_prompt: expected a table",
         ),
-        ({"path": "m", "vllm": {"env": {"A": None}}}, "vllm.env.A: expected a string"),
-        ({"path": "m", "vllm": {"tensor_parallel": 2}}, "vllm.tensor_parallel: unknown key"),
+        ({"path": "m", "vllm_serve": {"env": {"A": None}}}, "vllm_serve.env.A: expected a string"),
+        (
+            {"path": "m", "vllm_serve": {"tensor_parallel": 2}},
+            "vllm_serve.tensor_parallel: unknown key",
+        ),
     ],
 )
 def test_bad_vllm_values_are_config_errors(entry: dict[str, Any], message: str) -> None:
@@ -111,7 +114,7 @@ def test_bad_vllm_values_are_config_errors(entry: dict[str, Any], message: str) 
 
 def test_tensor_parallel_larger_than_the_slot_is_refused() -> None:
     options = VllmServeOptions.from_manifest(
-        "m", {"path": "m", "vllm": {"tensor_parallel_size": 2}}
+        "m", {"path": "m", "vllm_serve": {"tensor_parallel_size": 2}}
     )
     with pytest.raises(ConfigError, match="needs 2 GPUs, the slot has 1"):
         VllmServeBackend("m", options, gpus=(0,))
@@ -120,7 +123,7 @@ def test_tensor_parallel_larger_than_the_slot_is_refused() -> None:
 def fake_entry(tmp_path: Path, **env: str) -> dict[str, Any]:
     return {
         "path": "org/tiny-model",
-        "vllm": {
+        "vllm_serve": {
             "binary": FAKE_VLLM,
             "max_model_len": 1024,
             "library_path": ["/opt/vllm/lib"],
@@ -182,7 +185,7 @@ async def test_a_failing_vllm_start_is_reported_with_its_own_error(tmp_path: Pat
 
 async def test_a_vllm_that_never_lists_its_model_times_out_and_is_stopped(tmp_path: Path) -> None:
     entry = fake_entry(tmp_path, FAKE_VLLM_NO_MODELS="1")
-    entry["vllm"]["start_timeout_s"] = 1.5
+    entry["vllm_serve"]["start_timeout_s"] = 1.5
     backend = VllmServeBackend(
         "tiny", VllmServeOptions.from_manifest("tiny", entry), log_dir=tmp_path
     )

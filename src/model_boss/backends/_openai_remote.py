@@ -1,7 +1,7 @@
 """The ``openai_remote`` kind: an OpenAI-compatible API elsewhere (no process, no memory).
 
 The API key is read at ``start()`` from the environment variable the manifest names
-(``remote.api_key_env``); it is never stored in the options, and it is removed from every
+(``openai_remote.api_key_env``); it is never stored in the options, and it is removed from every
 error message, status payload and log line.
 """
 
@@ -48,14 +48,14 @@ class OpenAIRemoteOptions:
     retry_backoff_s: float = 0.5
     health_check: str = "config_only"
 
-    TABLE: ClassVar[str] = "remote"
+    TABLE: ClassVar[str] = "openai_remote"
 
     @classmethod
     def from_manifest(cls, model_id: str, entry: Mapping[str, Any]) -> OpenAIRemoteOptions:
         r = EntryReader(model_id, entry, cls.TABLE)
         base_url = r.required_string("base_url")
         if not base_url.startswith(("http://", "https://")):
-            raise r.error("remote.base_url", "must start with http:// or https://", base_url)
+            raise r.error("openai_remote.base_url", "must start with http:// or https://", base_url)
         kind = r.choice("api_kind", ("chat_completions",), "chat_completions")
         assert kind is not None
         timeout_s = r.number("timeout_s", 120.0, minimum=0.0, exclusive_minimum=True)

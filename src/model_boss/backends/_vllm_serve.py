@@ -52,14 +52,14 @@ class VllmServeOptions:
     embeddings: bool = False
     process: ProcessOptions = field(default_factory=lambda: ProcessOptions(start_timeout_s=900.0))
 
-    TABLE: ClassVar[str] = "vllm"
+    TABLE: ClassVar[str] = "vllm_serve"
 
     @classmethod
     def from_manifest(cls, model_id: str, entry: Mapping[str, Any]) -> VllmServeOptions:
         r = EntryReader(model_id, entry, cls.TABLE)
         model = r.string("model") or r.string("path", top=True)
         if model is None:
-            raise r.error("vllm.model", "is required (or set path)")
+            raise r.error("vllm_serve.model", "is required (or set path)")
         speculative = dict(r.json_table("speculative_config") or {})
         for key, value in (
             ("method", r.string("speculative_method")),
