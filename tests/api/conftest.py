@@ -57,9 +57,12 @@ class Server:
             await self.task
 
 
-def make_engine(models: list[EngineModel], capacity_mb: int = 10_000) -> Engine:
+def make_engine(
+    models: list[EngineModel], capacity_mb: int = 10_000, *, max_queue: int = 10_000
+) -> Engine:
     boss = GPUBoss(f"memory://api-{secrets.token_hex(4)}", [Device(0, capacity_mb)], host="t")
-    return Engine(models, SlotLedger(boss, None), config=SchedulerConfig(batch_window_s=0.0))
+    config = SchedulerConfig(batch_window_s=0.0, max_queue=max_queue)
+    return Engine(models, SlotLedger(boss, None), config=config)
 
 
 @pytest.fixture

@@ -131,3 +131,20 @@ async def test_admin_load_unload_and_pool_status() -> None:
 
 def _sim_defaults() -> dict[str, Any]:
     return {"tokens_per_s": 2000.0, "output_tokens": 8}
+
+
+async def test_a_full_queue_answers_429_with_retry_after() -> None:
+    slow = sim_model("slow", tokens_per_s=4.0)
+    async with Server(make_engine([slow], max_queue=1)) as server:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            running = asyncio.create_task(http.post("/v1/chat/completions", json=body("slow")))
+            await asyncio.sleep(0.2)
+            queued = asyncio.create_task(http.post("/v1/chat/completions", json=body("slow")))
+            await wait_for_queue(http, 1)
+            r = await http.post("/v1/chat/completions", json=body("slow"))
+            assert r.status_code == 429
+            assert int(r.headers["retry-after"]) >= 1
+            assert r.json()["error"]["code"] == "queue_full"
+            assert r.json()["error"]["type"] == "rate_limit_error"
+            assert (await running).status_code == 200
+            assert (await queued).status_code == 200  # nothing already accepted is lost
