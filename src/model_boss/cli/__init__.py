@@ -18,7 +18,7 @@ __all__ = ["main"]
 Handler = Callable[[argparse.Namespace], int]
 
 # Command-group modules, in the order ``--help`` lists them.
-GROUPS = ("_serve", "_gpu", "_ram", "_bench")
+GROUPS = ("_serve", "_model", "_queue", "_gpu", "_ram", "_bench")
 
 
 def _parser() -> argparse.ArgumentParser:
