@@ -5,12 +5,10 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from model_boss.scheduling._effects import (
     AbortRequest,
-    AcquireLease,
     Dispatch,
     Effect,
     LoadRefused,
@@ -35,7 +33,7 @@ from model_boss.scheduling._events import (
     Tick,
 )
 from model_boss.scheduling._eviction import VictimCandidate, victims
-from model_boss.scheduling._placement import Placement, PoolView, place
+from model_boss.scheduling._planning import LoadPlanner, ModelState
 from model_boss.scheduling._pool import ModelPool, Slot, SlotState
 from model_boss.scheduling._queue import CooldownGate, QueuedRequest, RequestQueue
 from model_boss.scheduling._types import ModelProfile, PoolSpec, RequestId, SchedulerConfig
@@ -43,17 +41,7 @@ from model_boss.scheduling._types import ModelProfile, PoolSpec, RequestId, Sche
 __all__ = ["Scheduler"]
 
 
-@dataclass(slots=True, eq=False)
-class _Model:
-    profile: ModelProfile
-    vram_mb: int
-    slots: list[Slot] = field(default_factory=list)
-    demand: float = 0.0  # decayed arrival count, times Scheduler._growth (see _on_arrived)
-    cold_seq: int = 0  # seq of this model's live entry in Scheduler._cold, 0 if none
-    retry_at: float = -math.inf
-
-
-class Scheduler:
+class Scheduler(LoadPlanner):
     """Decides what runs, what loads and what is evicted; never does any of it itself.
 
     Feed every event to :meth:`handle` in time order and carry out the effects it returns;
@@ -67,7 +55,7 @@ class Scheduler:
         config: SchedulerConfig | None = None,
     ) -> None:
         self.config = config or SchedulerConfig()
-        self.models: dict[str, _Model] = {p.model_id: _Model(p, p.vram_mb) for p in models}
+        self.models: dict[str, ModelState] = {p.model_id: ModelState(p, p.vram_mb) for p in models}
         self.pool = ModelPool(pools)
         self.queue = RequestQueue(self.config.aging_s_per_level)
         self.gate = CooldownGate()
@@ -349,17 +337,7 @@ class Scheduler:
         ):
             self._loads_dirty = True
 
-    def _mark_cold(self, m: _Model, now: float) -> bool:
-        """Index ``m`` by its head's key if it needs a new slot; True if it does."""
-        head = self.queue.head(m.profile.model_id)
-        if head is None or not self._needs_slot(m, now):
-            return False
-        if m.cold_seq != head.seq:
-            m.cold_seq = head.seq
-            heapq.heappush(self._cold, (head.key, head.seq, m.profile.model_id))
-        return True
-
-    def _dispatch(self, m: _Model, now: float, out: list[Effect]) -> None:
+    def _dispatch(self, m: ModelState, now: float, out: list[Effect]) -> None:
         model = m.profile.model_id
         limit = m.profile.target_inflight
         queue = self.queue
@@ -405,20 +383,6 @@ class Scheduler:
             if self._blocked and not self._loads_dirty and self._may_unblock(slot):
                 self._loads_dirty = True
 
-    def _may_unblock(self, slot: Slot) -> bool:
-        """Could ``slot`` going idle let the blocked head load? (A cheap necessary test.)"""
-        need = self._blocked_need
-        for pool_id in slot.pools:
-            pool = self.pool.pools[pool_id]
-            idle = sum(
-                s.total_mb
-                for s in pool.slots.values()
-                if s.state is SlotState.READY and s.inflight == 0 and not s.pinned
-            )
-            if pool.free_mb + idle >= need:
-                return True
-        return False
-
     def _arm_idle(self, slot: Slot, now: float) -> None:
         if slot.pinned:
             return
@@ -426,199 +390,6 @@ class Scheduler:
         heapq.heappush(self._idle, (now + slot.stay_warm_s, slot.slot_id, slot.idle_version))
 
     # -- loading and eviction ---------------------------------------------------------------------
-
-    def _fits(self, m: _Model) -> bool:
-        if m.vram_mb <= self.pool.largest_capacity_mb:
-            return True
-        return m.profile.splittable and m.vram_mb <= self.pool.total_capacity_mb
-
-    def _needs_slot(self, m: _Model, now: float) -> bool:
-        if m.retry_at > now:
-            return False
-        waiting = self.queue.count(m.profile.model_id)
-        if not waiting:
-            return False
-        if not m.slots:
-            return True
-        if len(m.slots) >= m.profile.replica_max:
-            return False
-        coming = 0
-        limit = m.profile.target_inflight
-        for s in m.slots:
-            if s.state is SlotState.READY:
-                if s.inflight < limit:
-                    return False
-            else:
-                coming += limit
-        return waiting > coming
-
-    def _plan_loads(self, now: float, out: list[Effect]) -> None:
-        cfg = self.config
-        queue = self.queue
-        self._blocked = False
-        self._blocked_key = math.inf
-        self._snap = None
-        cold = self._pop_cold(now, cfg.load_lookahead)
-        if not cold:
-            return
-        keys = {mid: _head_key(queue, mid) for mid in cold}
-        horizon = keys[cold[0]] + cfg.batch_window_s
-        target = max((mid for mid in cold if keys[mid] <= horizon), key=queue.count)
-        order = [target, *(c for c in cold if c != target)]
-        for i, mid in enumerate(order):
-            m = self.models[mid]
-            plan = self._placement(m, keys[mid], now)
-            if plan is None:
-                self._blocked = True
-                self._blocked_key = keys[cold[0]]
-                self._blocked_need = m.vram_mb if m.vram_mb <= self.pool.largest_capacity_mb else 0
-                for rest in order[i:]:
-                    self._mark_cold(self.models[rest], now)
-                return
-            self._execute(m, plan, now, out, pinned=False, reason=f"room for {mid}")
-            self._mark_cold(m, now)  # more replicas may still be needed
-
-    def _pop_cold(self, now: float, limit: int) -> list[str]:
-        """Up to ``limit`` models that need a slot, best head first, out of ``_cold``."""
-        cold: list[str] = []
-        heap = self._cold
-        while heap and len(cold) < limit:
-            _, seq, mid = heapq.heappop(heap)
-            m = self.models[mid]
-            if m.cold_seq != seq:
-                continue  # superseded by a newer entry
-            m.cold_seq = 0
-            head = self.queue.head(mid)
-            if head is None:
-                continue
-            if head.seq != seq:
-                self._mark_cold(m, now)  # its head changed: file it under the new key
-            elif self._needs_slot(m, now):
-                cold.append(mid)
-        return cold
-
-    def _placement(self, m: _Model, key: float, now: float) -> Placement | None:
-        splittable = m.profile.splittable
-        free = [PoolView(p.pool_id, p.capacity_mb, p.free_mb) for p in self.pool.pools.values()]
-        plan = place(m.vram_mb, free, splittable=splittable, allow_evict=False)
-        if plan is not None:
-            return plan
-        plan = place(m.vram_mb, self._views(m, now, None), splittable=splittable)
-        if plan is not None:
-            return plan
-        wait_until = key + self.config.busy_evict_after_s
-        if now < wait_until:
-            heapq.heappush(self._wakeups, (wait_until, m.profile.model_id))
-            return None
-        return place(m.vram_mb, self._views(m, now, key), splittable=splittable, allow_busy=True)
-
-    def _views(self, m: _Model, now: float, busy_key: float | None) -> list[PoolView]:
-        """Each pool's free memory and eviction candidates (slots of other models).
-
-        With ``busy_key`` set, busy slots are candidates too, unless their model has queued
-        work that sorts ahead of ``busy_key``. Candidates are computed once per planning
-        round (``_snapshot``); slots drained since then are skipped.
-        """
-        if self._snap is None:
-            self._snap = self._snapshot(now)
-        views = []
-        mid = m.profile.model_id
-        ready = SlotState.READY
-        for pool in self.pool.pools.values():
-            cands = tuple(
-                c
-                for s, c, head_key in self._snap[pool.pool_id]
-                if s.state is ready
-                and s.model != mid
-                and (not c.busy or (busy_key is not None and head_key > busy_key))
-            )
-            views.append(PoolView(pool.pool_id, pool.capacity_mb, pool.free_mb, cands))
-        return views
-
-    def _snapshot(self, now: float) -> dict[str, list[tuple[Slot, VictimCandidate, float]]]:
-        queue = self.queue
-        count = queue.count
-        ready = SlotState.READY
-        models = self.models
-        snap: dict[str, list[tuple[Slot, VictimCandidate, float]]] = {}
-        for pool in self.pool.pools.values():
-            rows = snap[pool.pool_id] = []
-            for s in pool.slots.values():
-                if s.state is not ready or s.pinned:
-                    continue
-                waiting = count(s.model)
-                busy = s.inflight > 0 or waiting > 0
-                key = (models[s.model].demand, busy, s.last_priority)
-                cand = s.victim if s.victim_key == key else self._candidate(s, busy)
-                assert isinstance(cand, VictimCandidate)
-                rows.append((s, cand, _head_key(queue, s.model) if waiting else math.inf))
-        return snap
-
-    def _candidate(self, s: Slot, busy: bool) -> VictimCandidate:
-        m = self.models[s.model]
-        demand = m.demand  # in units that only make sense relative to other models
-        s.victim_key = (demand, busy, s.last_priority)
-        s.victim = cand = VictimCandidate(
-            s.slot_id, s.total_mb, m.profile.load_s, demand, s.last_priority, s.pinned, busy
-        )
-        return cand
-
-    def _execute(
-        self,
-        m: _Model,
-        plan: Placement,
-        now: float,
-        out: list[Effect],
-        *,
-        pinned: bool,
-        reason: str,
-    ) -> None:
-        for sid in plan.victims:
-            victim = self.pool.slots.get(sid)
-            if victim is not None:
-                self._drain(victim, out, reason)
-        slot = self.pool.create(
-            m.profile.model_id,
-            plan.pools,
-            plan.mb_per_pool,
-            now,
-            pinned=pinned,
-            stay_warm_s=m.profile.default_stay_warm_s,
-        )
-        m.slots.append(slot)
-        self._pending.append(slot)
-        self._pending_dirty = True
-
-    def _advance_pending(self, out: list[Effect]) -> None:
-        still: list[Slot] = []
-        for slot in self._pending:
-            if slot.state is not SlotState.PENDING or slot.lease_requested:
-                continue
-            if not self.pool.can_lease(slot):
-                still.append(slot)
-                continue
-            self.pool.lease_requested(slot)
-            head = self.queue.head(slot.model)
-            priority = 1 if slot.pinned else (head.priority if head is not None else 10)
-            out.append(
-                AcquireLease(slot.slot_id, slot.model, slot.pools, slot.mb_per_pool, priority)
-            )
-        self._pending = still
-
-    def _load_replicas(self, m: _Model, want: int, now: float, out: list[Effect]) -> None:
-        for slot in m.slots:
-            slot.pinned = True
-        for _ in range(want - len(m.slots)):
-            plan = place(m.vram_mb, self._views(m, now, None), splittable=m.profile.splittable)
-            if plan is None:
-                out.append(LoadRefused(m.profile.model_id, "not enough free memory"))
-                return
-            self._execute(m, plan, now, out, pinned=True, reason=f"load {m.profile.model_id}")
-
-    def _start_pinned(self, now: float, out: list[Effect]) -> None:
-        for m in self.models.values():
-            if m.profile.pin:
-                self._load_replicas(m, m.profile.replicas, now, out)
 
     def _drain(self, slot: Slot, out: list[Effect], reason: str) -> None:
         self._forget_slot(slot)
@@ -644,8 +415,3 @@ class Scheduler:
             m.slots.remove(slot)
         self._dirty[slot.model] = None
         self._mark_cold(m, self._now)
-
-
-def _head_key(queue: RequestQueue, model: str) -> float:
-    head = queue.head(model)
-    return math.inf if head is None else head.key

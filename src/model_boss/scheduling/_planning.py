@@ -1,0 +1,275 @@
+"""Load planning: which cold models get a slot, where, and what is evicted for them.
+
+A mixin of :class:`~model_boss.scheduling.Scheduler`, kept apart because it is the part with
+the subtle reasoning (see DESIGN.md): the cold-model index, batching, the bounded wait before
+busy slots may be drained, and the per-round snapshot of eviction candidates.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass, field
+
+from model_boss.scheduling._effects import AcquireLease, Effect, LoadRefused
+from model_boss.scheduling._eviction import VictimCandidate
+from model_boss.scheduling._placement import Placement, PoolView, place
+from model_boss.scheduling._pool import ModelPool, Slot, SlotState
+from model_boss.scheduling._queue import RequestQueue
+from model_boss.scheduling._types import ModelProfile, SchedulerConfig
+
+__all__ = ["LoadPlanner", "ModelState", "head_key"]
+
+
+@dataclass(slots=True, eq=False)
+class ModelState:
+    """The scheduler's state for one model of the manifest."""
+
+    profile: ModelProfile
+    vram_mb: int
+    slots: list[Slot] = field(default_factory=list)
+    demand: float = 0.0  # decayed arrival count, times Scheduler._growth (see _on_arrived)
+    cold_seq: int = 0  # seq of this model's live entry in Scheduler._cold, 0 if none
+    retry_at: float = -math.inf
+
+
+class LoadPlanner:
+    """Planning state and methods; :class:`Scheduler` owns the attributes declared here."""
+
+    config: SchedulerConfig
+    models: dict[str, ModelState]
+    pool: ModelPool
+    queue: RequestQueue
+    _cold: list[tuple[float, int, str]]
+    _wakeups: list[tuple[float, str]]
+    _pending: list[Slot]
+    _pending_dirty: bool
+    _snap: dict[str, list[tuple[Slot, VictimCandidate, float]]] | None
+    _blocked: bool
+    _blocked_key: float
+    _blocked_need: int
+
+    def _drain(self, slot: Slot, out: list[Effect], reason: str) -> None:
+        raise NotImplementedError
+
+    def _mark_cold(self, m: ModelState, now: float) -> bool:
+        """Index ``m`` by its head's key if it needs a new slot; True if it does."""
+        head = self.queue.head(m.profile.model_id)
+        if head is None or not self._needs_slot(m, now):
+            return False
+        if m.cold_seq != head.seq:
+            m.cold_seq = head.seq
+            heapq.heappush(self._cold, (head.key, head.seq, m.profile.model_id))
+        return True
+
+    def _may_unblock(self, slot: Slot) -> bool:
+        """Could ``slot`` going idle let the blocked head load? (A cheap necessary test.)"""
+        need = self._blocked_need
+        for pool_id in slot.pools:
+            pool = self.pool.pools[pool_id]
+            idle = sum(
+                s.total_mb
+                for s in pool.slots.values()
+                if s.state is SlotState.READY and s.inflight == 0 and not s.pinned
+            )
+            if pool.free_mb + idle >= need:
+                return True
+        return False
+
+    def _fits(self, m: ModelState) -> bool:
+        if m.vram_mb <= self.pool.largest_capacity_mb:
+            return True
+        return m.profile.splittable and m.vram_mb <= self.pool.total_capacity_mb
+
+    def _needs_slot(self, m: ModelState, now: float) -> bool:
+        if m.retry_at > now:
+            return False
+        waiting = self.queue.count(m.profile.model_id)
+        if not waiting:
+            return False
+        if not m.slots:
+            return True
+        if len(m.slots) >= m.profile.replica_max:
+            return False
+        coming = 0
+        limit = m.profile.target_inflight
+        for s in m.slots:
+            if s.state is SlotState.READY:
+                if s.inflight < limit:
+                    return False
+            else:
+                coming += limit
+        return waiting > coming
+
+    def _plan_loads(self, now: float, out: list[Effect]) -> None:
+        cfg = self.config
+        queue = self.queue
+        self._blocked = False
+        self._blocked_key = math.inf
+        self._snap = None
+        cold = self._pop_cold(now, cfg.load_lookahead)
+        if not cold:
+            return
+        keys = {mid: head_key(queue, mid) for mid in cold}
+        horizon = keys[cold[0]] + cfg.batch_window_s
+        target = max((mid for mid in cold if keys[mid] <= horizon), key=queue.count)
+        order = [target, *(c for c in cold if c != target)]
+        for i, mid in enumerate(order):
+            m = self.models[mid]
+            plan = self._placement(m, keys[mid], now)
+            if plan is None:
+                self._blocked = True
+                self._blocked_key = keys[cold[0]]
+                self._blocked_need = m.vram_mb if m.vram_mb <= self.pool.largest_capacity_mb else 0
+                for rest in order[i:]:
+                    self._mark_cold(self.models[rest], now)
+                return
+            self._execute(m, plan, now, out, pinned=False, reason=f"room for {mid}")
+            self._mark_cold(m, now)  # more replicas may still be needed
+
+    def _pop_cold(self, now: float, limit: int) -> list[str]:
+        """Up to ``limit`` models that need a slot, best head first, out of ``_cold``."""
+        cold: list[str] = []
+        heap = self._cold
+        while heap and len(cold) < limit:
+            _, seq, mid = heapq.heappop(heap)
+            m = self.models[mid]
+            if m.cold_seq != seq:
+                continue  # superseded by a newer entry
+            m.cold_seq = 0
+            head = self.queue.head(mid)
+            if head is None:
+                continue
+            if head.seq != seq:
+                self._mark_cold(m, now)  # its head changed: file it under the new key
+            elif self._needs_slot(m, now):
+                cold.append(mid)
+        return cold
+
+    def _placement(self, m: ModelState, key: float, now: float) -> Placement | None:
+        splittable = m.profile.splittable
+        free = [PoolView(p.pool_id, p.capacity_mb, p.free_mb) for p in self.pool.pools.values()]
+        plan = place(m.vram_mb, free, splittable=splittable, allow_evict=False)
+        if plan is not None:
+            return plan
+        plan = place(m.vram_mb, self._views(m, now, None), splittable=splittable)
+        if plan is not None:
+            return plan
+        wait_until = key + self.config.busy_evict_after_s
+        if now < wait_until:
+            heapq.heappush(self._wakeups, (wait_until, m.profile.model_id))
+            return None
+        return place(m.vram_mb, self._views(m, now, key), splittable=splittable, allow_busy=True)
+
+    def _views(self, m: ModelState, now: float, busy_key: float | None) -> list[PoolView]:
+        """Each pool's free memory and eviction candidates (slots of other models).
+
+        With ``busy_key`` set, busy slots are candidates too, unless their model has queued
+        work that sorts ahead of ``busy_key``. Candidates are computed once per planning
+        round (``_snapshot``); slots drained since then are skipped.
+        """
+        if self._snap is None:
+            self._snap = self._snapshot(now)
+        views = []
+        mid = m.profile.model_id
+        ready = SlotState.READY
+        for pool in self.pool.pools.values():
+            cands = tuple(
+                c
+                for s, c, head_key in self._snap[pool.pool_id]
+                if s.state is ready
+                and s.model != mid
+                and (not c.busy or (busy_key is not None and head_key > busy_key))
+            )
+            views.append(PoolView(pool.pool_id, pool.capacity_mb, pool.free_mb, cands))
+        return views
+
+    def _snapshot(self, now: float) -> dict[str, list[tuple[Slot, VictimCandidate, float]]]:
+        queue = self.queue
+        count = queue.count
+        ready = SlotState.READY
+        models = self.models
+        snap: dict[str, list[tuple[Slot, VictimCandidate, float]]] = {}
+        for pool in self.pool.pools.values():
+            rows = snap[pool.pool_id] = []
+            for s in pool.slots.values():
+                if s.state is not ready or s.pinned:
+                    continue
+                waiting = count(s.model)
+                busy = s.inflight > 0 or waiting > 0
+                key = (models[s.model].demand, busy, s.last_priority)
+                cand = s.victim if s.victim_key == key else self._candidate(s, busy)
+                assert isinstance(cand, VictimCandidate)
+                rows.append((s, cand, head_key(queue, s.model) if waiting else math.inf))
+        return snap
+
+    def _candidate(self, s: Slot, busy: bool) -> VictimCandidate:
+        m = self.models[s.model]
+        demand = m.demand  # in units that only make sense relative to other models
+        s.victim_key = (demand, busy, s.last_priority)
+        s.victim = cand = VictimCandidate(
+            s.slot_id, s.total_mb, m.profile.load_s, demand, s.last_priority, s.pinned, busy
+        )
+        return cand
+
+    def _execute(
+        self,
+        m: ModelState,
+        plan: Placement,
+        now: float,
+        out: list[Effect],
+        *,
+        pinned: bool,
+        reason: str,
+    ) -> None:
+        for sid in plan.victims:
+            victim = self.pool.slots.get(sid)
+            if victim is not None:
+                self._drain(victim, out, reason)
+        slot = self.pool.create(
+            m.profile.model_id,
+            plan.pools,
+            plan.mb_per_pool,
+            now,
+            pinned=pinned,
+            stay_warm_s=m.profile.default_stay_warm_s,
+        )
+        m.slots.append(slot)
+        self._pending.append(slot)
+        self._pending_dirty = True
+
+    def _advance_pending(self, out: list[Effect]) -> None:
+        still: list[Slot] = []
+        for slot in self._pending:
+            if slot.state is not SlotState.PENDING or slot.lease_requested:
+                continue
+            if not self.pool.can_lease(slot):
+                still.append(slot)
+                continue
+            self.pool.lease_requested(slot)
+            head = self.queue.head(slot.model)
+            priority = 1 if slot.pinned else (head.priority if head is not None else 10)
+            out.append(
+                AcquireLease(slot.slot_id, slot.model, slot.pools, slot.mb_per_pool, priority)
+            )
+        self._pending = still
+
+    def _load_replicas(self, m: ModelState, want: int, now: float, out: list[Effect]) -> None:
+        for slot in m.slots:
+            slot.pinned = True
+        for _ in range(want - len(m.slots)):
+            plan = place(m.vram_mb, self._views(m, now, None), splittable=m.profile.splittable)
+            if plan is None:
+                out.append(LoadRefused(m.profile.model_id, "not enough free memory"))
+                return
+            self._execute(m, plan, now, out, pinned=True, reason=f"load {m.profile.model_id}")
+
+    def _start_pinned(self, now: float, out: list[Effect]) -> None:
+        for m in self.models.values():
+            if m.profile.pin:
+                self._load_replicas(m, m.profile.replicas, now, out)
+
+
+def head_key(queue: RequestQueue, model: str) -> float:
+    head = queue.head(model)
+    return math.inf if head is None else head.key
