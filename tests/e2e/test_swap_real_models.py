@@ -127,7 +127,8 @@ def test_high_request_queued_behind_low_ones_runs_first(coordinator: str) -> Non
         _wait_running(coordinator, 1)
 
         def send(client: str, priority: str) -> None:
-            assert chat(coordinator, "left", 4, x_client_id=client, x_priority=priority)
+            r = chat(coordinator, "left", 4, x_client_id=client, x_priority=priority)
+            assert r.status_code == 200, r.text
             done.append(client)
 
         lows = [pool.submit(send, f"low{i}", "low") for i in range(2)]
@@ -135,7 +136,8 @@ def test_high_request_queued_behind_low_ones_runs_first(coordinator: str) -> Non
         high = pool.submit(send, "high", "high")
         waiting = _wait_queued(coordinator, 3)
         assert [w["client"] for w in waiting] == ["high", "low0", "low1"]
-        for future in [busy, high, *lows]:
+        assert busy.result(timeout=120).status_code == 200
+        for future in [high, *lows]:
             future.result(timeout=120)
     assert done[0] == "high"
 
