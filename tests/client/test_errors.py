@@ -22,6 +22,7 @@ from model_boss.client import (
     UnexpectedResponse,
 )
 from model_boss.errors import ModelBossError
+from model_boss.priority import Priority
 from model_boss.testing import free_port
 from tests.api.conftest import Server, sim_model
 from tests.client.conftest import engine_with
@@ -233,7 +234,7 @@ async def test_the_body_carries_queue_fields_and_leaves_out_none() -> None:
     ) as client:
         await client.chat("m", ({"role": "user", "content": "hi"},), x_priority="batch")
         await client.chat("m", HI, x_client_id="other", temperature=None, x_stay_warm=0)
-        await client.embeddings("m", ("x", "y"), x_cooldown=2.5)
+        await client.embeddings("m", ("x", "y"), x_cooldown=2.5, x_priority=Priority.HIGH)
     assert seen == [
         {
             "model": "m",
@@ -242,7 +243,13 @@ async def test_the_body_carries_queue_fields_and_leaves_out_none() -> None:
             "x_client_id": "me",
         },
         {"model": "m", "messages": HI, "x_client_id": "other", "x_stay_warm": 0},
-        {"model": "m", "input": ["x", "y"], "x_cooldown": 2.5, "x_client_id": "me"},
+        {
+            "model": "m",
+            "input": ["x", "y"],
+            "x_cooldown": 2.5,
+            "x_priority": 5,
+            "x_client_id": "me",
+        },
     ]
 
 

@@ -32,16 +32,18 @@ async def test_chat_stream_yields_parsed_chunks_until_done(client: InferenceClie
     assert chunks[-1]["usage"]["completion_tokens"] > 0
 
 
-async def test_a_stream_left_early_is_closed_and_frees_its_slot(
-    coordinator: Server, client: InferenceClient
-) -> None:
-    async with aclosing(client.chat_stream("a", HI)) as stream:
-        async for _ in stream:
-            break
-    deadline = time.monotonic() + 5
-    while (await client.queue())["running"]:
-        assert time.monotonic() < deadline, "the abandoned stream still holds its slot"
-        await asyncio.sleep(0.02)
+async def test_a_stream_left_early_is_closed_and_frees_its_slot() -> None:
+    # 8 tokens at 2 tokens/s: left alone, the stream would run for 3.5 s.
+    entry = {"simulated": {"load_s": 0.02, "tokens_per_s": 2, "output_tokens": 8}}
+    async with Server(engine_with([sim_model("s", entry=entry)])) as srv:
+        async with InferenceClient(srv.url) as client:
+            started = time.monotonic()
+            async with aclosing(client.chat_stream("s", HI)) as stream:
+                async for _ in stream:
+                    break
+            while (await client.queue())["running"]:
+                assert time.monotonic() - started < 2.5, "the abandoned stream kept running"
+                await asyncio.sleep(0.02)
 
 
 async def test_completions_plain_and_streamed(client: InferenceClient) -> None:
@@ -115,7 +117,7 @@ async def test_status_endpoints(client: InferenceClient) -> None:
     assert gpu["gpus"][0]["used_mb"] == 4000
 
 
-def slow_model(name: str = "slow", load_s: float = 0.6) -> EngineModel:
+def slow_model(name: str = "slow", load_s: float = 1.5) -> EngineModel:
     """Loads in ``load_s`` and answers 8 tokens at 20 tokens/s: requests visibly wait, then run."""
     entry = {"simulated": {"load_s": load_s, "tokens_per_s": 20, "output_tokens": 8}}
     return sim_model(name, load_s=load_s, entry=entry)
@@ -203,7 +205,7 @@ async def test_admin_load_with_replicas_and_overrides_then_unload() -> None:
 
 
 async def test_admin_load_without_waiting_answers_before_the_model_is_ready() -> None:
-    async with Server(engine_with([slow_model(load_s=1.0)])) as srv:
+    async with Server(engine_with([slow_model()])) as srv:
         async with InferenceClient(srv.url) as client:
             out = await client.load("slow", wait=False)
             assert out["id"] == "slow"
