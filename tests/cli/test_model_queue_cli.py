@@ -14,6 +14,7 @@ import pytest
 
 from model_boss.cli import main
 from model_boss.cli._model import parse_override
+from model_boss.cli._queue import CLIENT_HEADERS
 from model_boss.client import InferenceClient, SyncInferenceClient
 from model_boss.testing import free_port
 from tests.api.conftest import sim_model
@@ -229,6 +230,16 @@ async def test_queue_status_shows_waiting_and_running_requests(
         code = await asyncio.to_thread(main, ["queue", "status", "--url", srv.url])
         assert code == 0
         assert capsys.readouterr().out.splitlines()[1:] == ["waiting: 0  running: 0"]
+        argv = ["queue", "status", "--clients", "--url", srv.url]
+        assert await asyncio.to_thread(main, argv) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert out[3].split() == list(CLIENT_HEADERS)
+        rows = {line.split()[0]: line.split() for line in out[5:]}
+        assert rows["held"] == ["held", "2", "0", "0", "1", "low", "a:2"]
+        busy_row = rows["busy"]
+        assert (busy_row[1], busy_row[5], busy_row[6]) == ("1", "high", "slow:1")
+        clients = (await _cli_json(capsys, *argv))["clients"]
+        assert sorted(c["client_id"] for c in clients) == ["busy", "held"]
 
 
 async def _cli_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:

@@ -13,6 +13,7 @@ __all__ = ["register"]
 
 WAITING_HEADERS = ("position", "model", "priority", "client", "age_s")
 RUNNING_HEADERS = ("model", "priority", "client", "running_s")
+CLIENT_HEADERS = ("client", "requests", "errors", "rejected", "cancelled", "priority", "models")
 
 
 def register(groups: Any) -> None:
@@ -20,6 +21,9 @@ def register(groups: Any) -> None:
     verbs = queue.add_subparsers(dest="verb", metavar="VERB", required=True)
     status = verbs.add_parser(
         "status", help="waiting requests (position, priority, client, age) and running ones"
+    )
+    status.add_argument(
+        "--clients", action="store_true", help="also each client's request counts (requestors)"
     )
     add_coordinator_args(status)
     status.set_defaults(handler=_status)
@@ -57,11 +61,28 @@ def running_rows(running: list[dict[str, Any]]) -> list[list[object]]:
     ]
 
 
+def client_rows(clients: list[dict[str, Any]]) -> list[list[object]]:
+    return [
+        [
+            c.get("client_id", "?"),
+            c.get("requests", 0),
+            c.get("errors", 0),
+            c.get("rejected", 0),
+            c.get("cancelled", 0),
+            priority_label(c.get("last_priority")),
+            " ".join(f"{m}:{n}" for m, n in sorted((c.get("models") or {}).items())) or "-",
+        ]
+        for c in clients
+    ]
+
+
 def _status(args: argparse.Namespace) -> int:
     with coordinator_client(args) as client:
         queue = client.queue()
+        clients = client.requestors() if args.clients else None
     if args.json:
-        print_json({"url": client.base_url, **queue})
+        extra = {"clients": clients} if clients is not None else {}
+        print_json({"url": client.base_url, **queue, **extra})
         return 0
     waiting = list(queue.get("waiting") or [])
     running = list(queue.get("running") or [])
@@ -73,4 +94,7 @@ def _status(args: argparse.Namespace) -> int:
     if running:
         print()
         print(render_table(RUNNING_HEADERS, running_rows(running)))
+    if clients:
+        print()
+        print(render_table(CLIENT_HEADERS, client_rows(clients)))
     return 0
