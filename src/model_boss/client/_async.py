@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from model_boss.client._calls import Call, Calls, listed
+from model_boss.client._calls import Call, Calls, EmbeddingInput, listed
 from model_boss.client._errors import (
     error_from_answer,
     error_from_transport,
@@ -148,9 +148,7 @@ class InferenceClient:
         """The text completion's chunks as they come, until ``[DONE]``."""
         return self._stream(self._calls.completions(model, prompt, kwargs, stream=True))
 
-    async def embeddings(
-        self, model: str, input: str | Sequence[str] | Sequence[int], **kwargs: Any
-    ) -> dict[str, Any]:
+    async def embeddings(self, model: str, input: EmbeddingInput, **kwargs: Any) -> dict[str, Any]:
         """``POST /v1/embeddings``: one embedding per input in ``data``."""
         return await self._send(self._calls.embeddings(model, listed(input), kwargs))
 

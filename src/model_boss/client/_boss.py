@@ -7,6 +7,7 @@ from types import TracebackType
 from typing import Any
 
 from model_boss.client._async import InferenceClient
+from model_boss.client._calls import EmbeddingInput
 from model_boss.client._settings import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_TIMEOUT_S
 from model_boss.client._sync import SyncInferenceClient
 
@@ -82,9 +83,7 @@ class ModelBoss:
         """The text completion's chunks as they come."""
         return self.client.completions_stream(self.model_id, prompt, **kwargs)
 
-    async def embed(
-        self, input: str | Sequence[str] | Sequence[int], **kwargs: Any
-    ) -> dict[str, Any]:
+    async def embed(self, input: EmbeddingInput, **kwargs: Any) -> dict[str, Any]:
         """Embeddings (``data[i]["embedding"]``)."""
         return await self.client.embeddings(self.model_id, input, **kwargs)
 
@@ -170,7 +169,7 @@ class SyncModelBoss:
         """The text completion's chunks as they come."""
         return self.client.completions_stream(self.model_id, prompt, **kwargs)
 
-    def embed(self, input: str | Sequence[str] | Sequence[int], **kwargs: Any) -> dict[str, Any]:
+    def embed(self, input: EmbeddingInput, **kwargs: Any) -> dict[str, Any]:
         """Embeddings (``data[i]["embedding"]``)."""
         return self.client.embeddings(self.model_id, input, **kwargs)
 

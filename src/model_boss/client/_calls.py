@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-__all__ = ["X_FIELDS", "Call", "Calls", "listed"]
+__all__ = ["X_FIELDS", "Call", "Calls", "EmbeddingInput", "listed"]
 
 #: Queue extension fields: the coordinator reads and strips them before the backend.
 X_FIELDS = ("x_client_id", "x_priority", "x_stay_warm", "x_cooldown")
+#: Text, texts, token ids, or lists of token ids.
+EmbeddingInput = str | Sequence[str] | Sequence[int] | Sequence[Sequence[int]]
 #: The coordinator's own default for how long an admin load waits.
 _LOAD_WAIT_S = 600.0
 #: Read-timeout slack over the coordinator's own wait.
