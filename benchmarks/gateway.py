@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psutil
 
 __all__ = ["main"]
 
@@ -133,6 +134,14 @@ class Processes:
         self.children.append(child)
         self.coordinator_url = f"http://127.0.0.1:{port}"
 
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds (user + system) each child has used so far."""
+        out = {}
+        for name, child in zip(("upstream", "coordinator"), self.children, strict=False):
+            times = psutil.Process(child.pid).cpu_times()
+            out[name] = times.user + times.system
+        return out
+
     def coordinator_log(self) -> str:
         path = self.workdir / "coordinator.log"
         return path.read_text(errors="replace")[-3000:] if path.is_file() else ""
@@ -215,6 +224,7 @@ class Samples:
     late_s: list[float] = field(default_factory=list)
     seconds: float = 0.0
     first_error: str | None = None
+    cpu_s: dict[str, float] = field(default_factory=dict)
 
     def add(self, other: Samples) -> None:
         self.latencies += other.latencies
@@ -222,6 +232,8 @@ class Samples:
         self.late_s += other.late_s
         self.seconds += other.seconds
         self.first_error = self.first_error or other.first_error
+        for name, seconds in other.cpu_s.items():
+            self.cpu_s[name] = self.cpu_s.get(name, 0.0) + seconds
 
 
 async def _record(send: Send, samples: Samples) -> None:
@@ -247,6 +259,15 @@ async def open_loop(send: Send, rate: float, seconds: float) -> Samples:
         tasks.append(asyncio.ensure_future(_record(send, samples)))
     await asyncio.gather(*tasks)
     samples.seconds = time.perf_counter() - t0
+    return samples
+
+
+async def metered(procs: Processes, load: Awaitable[Samples]) -> Samples:
+    """Run ``load`` and record the CPU time the upstream and the coordinator spent on it."""
+    before = procs.cpu()
+    samples = await load
+    after = procs.cpu()
+    samples.cpu_s = {name: after[name] - before[name] for name in after}
     return samples
 
 
@@ -292,6 +313,10 @@ def summary(samples: Samples) -> dict[str, Any]:
         "max_ms": round(values[-1] * ms, 3) if values else float("nan"),
         "mean_ms": round(sum(values) / len(values) * ms, 3) if values else float("nan"),
         "send_late_p99_ms": round(_quantile(late, 0.99) * ms, 3) if late else 0.0,
+        "cpu_us_per_request": {
+            name: round(seconds / max(1, len(values)) * 1e6, 1)
+            for name, seconds in samples.cpu_s.items()
+        },
     }
 
 
@@ -351,11 +376,13 @@ async def run(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
             pooled = {path: Samples() for path in PATHS}
             for _ in range(args.rounds):
                 for path in PATHS:
-                    pooled[path].add(await open_loop(senders[mode, path], args.rate, args.seconds))
+                    load = open_loop(senders[mode, path], args.rate, args.seconds)
+                    pooled[path].add(await metered(procs, load))
             stats = {path: summary(pooled[path]) for path in PATHS}
             best = {}
             for path in PATHS:
-                s = await closed_loop(senders[mode, path], args.concurrency, args.max_seconds)
+                load = closed_loop(senders[mode, path], args.concurrency, args.max_seconds)
+                s = await metered(procs, load)
                 best[path] = summary(s) | {"requests_per_s": round(len(s.latencies) / s.seconds, 1)}
             added_p50 = stats["coordinator"]["p50_ms"] - stats["direct"]["p50_ms"]
             added_p99 = stats["coordinator"]["p99_ms"] - stats["direct"]["p99_ms"]
@@ -376,6 +403,7 @@ async def run(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
                     ),
                     "errors": best["direct"]["errors"] + best["coordinator"]["errors"],
                     "p50_ms": {p: best[p]["p50_ms"] for p in PATHS},
+                    "cpu_us_per_request": {p: best[p]["cpu_us_per_request"] for p in PATHS},
                 },
                 "targets_met": added_p50 <= TARGET_ADDED_P50_MS
                 and added_p99 <= TARGET_ADDED_P99_MS
@@ -412,14 +440,16 @@ def table(result: dict[str, Any]) -> str:
         f"after {result['load_average']['after']}; {cfg['cpus']} CPUs, {cfg['event_loop']}",
         "",
         f"{'mode':<8}{'path':<13}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'rate/s':>9}"
-        f"{'errors':>8}{'max rate/s':>12}",
+        f"{'errors':>8}{'max rate/s':>12}{'coord cpu':>11}{'mock cpu':>10}",
     ]
     for mode, r in result["modes"].items():
         for path in PATHS:
             s = r[path]
+            cpu = s["cpu_us_per_request"]
             lines.append(
                 f"{mode:<8}{path:<13}{s['p50_ms']:>9.3f}{s['p99_ms']:>9.3f}{s['max_ms']:>9.3f}"
                 f"{s['achieved_rate']:>9.1f}{s['errors']:>8}{r['max_rate'][path]:>12.1f}"
+                f"{cpu.get('coordinator', 0.0):>11.0f}{cpu.get('upstream', 0.0):>10.0f}"
             )
         mark = "met" if r["targets_met"] else "MISSED"
         lines.append(
@@ -429,6 +459,7 @@ def table(result: dict[str, Any]) -> str:
         )
     t = result["targets"]
     lines += [
+        "(cpu: CPU microseconds per request of each process during the open-loop phases)",
         "",
         f"targets: added p50 <= {t['added_p50_ms']} ms and p99 <= {t['added_p99_ms']} ms "
         f"at {cfg['rate']:g} req/s: {'met' if result['targets_met'] else 'MISSED'}",
