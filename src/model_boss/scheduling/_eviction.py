@@ -17,7 +17,7 @@ taken when idle ones are not enough, and then the busy ones are drained, not kil
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from model_boss.scheduling._types import SlotId
 
@@ -35,16 +35,24 @@ class VictimCandidate:
     last_priority: int = 10
     pinned: bool = False
     busy: bool = False
+    value: float = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        value = self.load_s * self.demand * (10.0 / max(1, self.last_priority)) ** 0.5
+        object.__setattr__(self, "value", value + _BUSY_PENALTY if self.busy else value)
 
 
 def keep_value(c: VictimCandidate) -> float:
     """Expected reload seconds per arrival if ``c`` is evicted, weighted (higher = keep)."""
-    value: float = c.load_s * c.demand * (10.0 / max(1, c.last_priority)) ** 0.5
-    return value + _BUSY_PENALTY if c.busy else value
+    return c.value
 
 
 def _per_mb(c: VictimCandidate) -> tuple[float, int]:
-    return keep_value(c) / c.mb, -c.mb
+    return c.value / c.mb, -c.mb
+
+
+def _value(c: VictimCandidate) -> float:
+    return c.value
 
 
 def victims(
@@ -76,8 +84,8 @@ def select(
         if freed >= need_mb:
             break
     # Prune: drop the most valuable members that the target does not need.
-    for c in sorted(chosen, key=keep_value, reverse=True):
+    for c in sorted(chosen, key=_value, reverse=True):
         if freed - c.mb >= need_mb:
             chosen.remove(c)
             freed -= c.mb
-    return sum(keep_value(c) for c in chosen), chosen
+    return sum(c.value for c in chosen), chosen

@@ -191,22 +191,28 @@ class LoadPlanner:
         models = self.models
         snap: dict[str, list[tuple[Slot, VictimCandidate, float]]] = {}
         for pool in self.pool.pools.values():
-            rows = snap[pool.pool_id] = []
+            rows: list[tuple[Slot, VictimCandidate, float]] = []
+            append = rows.append
             for s in pool.slots.values():
                 if s.state is not ready or s.pinned:
                     continue
                 waiting = count(s.model)
                 busy = s.inflight > 0 or waiting > 0
-                key = (models[s.model].demand, busy, s.last_priority)
-                cand = s.victim if s.victim_key == key else self._candidate(s, busy)
-                assert isinstance(cand, VictimCandidate)
-                rows.append((s, cand, head_key(queue, s.model) if waiting else math.inf))
+                cand = s.victim
+                if (
+                    cand is None
+                    or cand.busy is not busy
+                    or cand.demand != models[s.model].demand
+                    or cand.last_priority != s.last_priority
+                ):
+                    cand = self._candidate(s, busy)
+                append((s, cand, head_key(queue, s.model) if waiting else math.inf))
+            snap[pool.pool_id] = rows
         return snap
 
     def _candidate(self, s: Slot, busy: bool) -> VictimCandidate:
         m = self.models[s.model]
         demand = m.demand  # in units that only make sense relative to other models
-        s.victim_key = (demand, busy, s.last_priority)
         s.victim = cand = VictimCandidate(
             s.slot_id, s.total_mb, m.profile.load_s, demand, s.last_priority, s.pinned, busy
         )

@@ -18,6 +18,7 @@ import enum
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+from model_boss.scheduling._eviction import VictimCandidate
 from model_boss.scheduling._types import PoolSpec, SlotId
 
 __all__ = ["MemoryPool", "ModelPool", "Slot", "SlotState"]
@@ -52,8 +53,7 @@ class Slot:
     last_used: float = 0.0
     last_priority: int = 10
     idle_version: int = 0
-    victim: object = None  # the scheduler's cached eviction candidate for this slot
-    victim_key: object = None
+    victim: VictimCandidate | None = None  # the scheduler's cached eviction candidate
 
     @property
     def live(self) -> bool:
