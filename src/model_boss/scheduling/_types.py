@@ -92,11 +92,21 @@ class PoolSpec:
 
 @dataclass(frozen=True, slots=True)
 class SchedulerConfig:
-    """Tuning knobs; the defaults are what the benchmark reports.
+    """Tuning knobs; the defaults are what the benchmark reports (see DESIGN.md).
 
-    ``aging_s_per_level``: a request of numeric priority ``p`` is ordered as if it had arrived
-    ``(p - 1) * aging_s_per_level`` seconds later than it did, so urgent(1) goes first but a
-    batch(50) request that has waited ``49 * aging_s_per_level`` seconds beats new urgent work.
+    * ``max_queue``: requests waiting (queued or held by a cooldown) before new ones get 429.
+    * ``aging_s_per_level``: a request of numeric priority ``p`` is ordered as if it had
+      arrived ``(p - 1) * aging_s_per_level`` seconds later, so urgent(1) goes first but a
+      batch(50) request that has waited ``49 * aging_s_per_level`` seconds beats new urgent
+      work.
+    * ``batch_window_s``: a cold model with more queued requests may load before the oldest
+      waiting one if its own oldest request sorts within this many seconds of it.
+    * ``busy_evict_after_s``: how long (after its aged key) a cold request waits before busy
+      slots may be drained to make room for it.
+    * ``load_lookahead``: how many cold models one planning round considers.
+    * ``demand_window``: eviction ranks models by their arrivals over about this many
+      recent requests.
+    * ``retry_after_s``: pause before a model whose lease was denied is tried again.
     """
 
     max_queue: int = 10_000
