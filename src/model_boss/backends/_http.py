@@ -13,12 +13,15 @@ closing the iterator early is how llama-server learns to stop generating.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
+from aiohttp.helpers import basicauth_from_netrc, get_env_proxy_for_url, netrc_from_env
+from yarl import URL
 
 from model_boss.backends._errors import UpstreamError
 
@@ -72,6 +75,7 @@ class UpstreamClient:
         self._trust_env = trust_env
         self._sleep = sleep
         self._session: aiohttp.ClientSession | None = None
+        self._via: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         return f"UpstreamClient({self.base_url!r})"
@@ -88,10 +92,24 @@ class UpstreamClient:
             connector = aiohttp.TCPConnector(
                 limit=self._max_connections, keepalive_timeout=KEEPALIVE_S
             )
-            self._session = aiohttp.ClientSession(
-                connector=connector, headers=self._headers, trust_env=self._trust_env
-            )
+            if self._trust_env:
+                self._via = self._from_env()
+            self._session = aiohttp.ClientSession(connector=connector, headers=self._headers)
         return self._session
+
+    def _from_env(self) -> dict[str, Any]:
+        """What aiohttp's ``trust_env`` would look up on every request (a proxy from
+        ``*_PROXY``/``NO_PROXY``, basic auth from ``~/.netrc``), looked up once per session:
+        aiohttp does both in a worker thread per request, two thread hops on the hot path.
+        An ``Authorization`` header (an API key) wins over ``.netrc``."""
+        url = URL(self.base_url)
+        via: dict[str, Any] = {}
+        with contextlib.suppress(LookupError):
+            via["proxy"], via["proxy_auth"] = get_env_proxy_for_url(url)
+        if url.host is not None and "authorization" not in {h.lower() for h in self._headers}:
+            with contextlib.suppress(LookupError):
+                via["auth"] = basicauth_from_netrc(netrc_from_env(), url.host)
+        return via
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -118,7 +136,7 @@ class UpstreamClient:
         while True:
             try:
                 response = await session.request(
-                    method, url, data=data, headers=headers, timeout=client_timeout
+                    method, url, data=data, headers=headers, timeout=client_timeout, **self._via
                 )
             except (aiohttp.ClientError, TimeoutError) as exc:
                 if attempt < self._retries:
@@ -153,7 +171,7 @@ class UpstreamClient:
         """One GET without retries or raising on status: for health and readiness probes."""
         session = self._get_session()
         timeout = aiohttp.ClientTimeout(total=timeout_s)
-        async with session.get(self.base_url + path, timeout=timeout) as response:
+        async with session.get(self.base_url + path, timeout=timeout, **self._via) as response:
             return response.status, await response.read()
 
     async def get_json(self, path: str, *, timeout_s: float | None = None) -> Any:
