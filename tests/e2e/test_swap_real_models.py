@@ -131,8 +131,10 @@ def test_high_request_queued_behind_low_ones_runs_first(coordinator: str) -> Non
             assert r.status_code == 200, r.text
             done.append(client)
 
-        lows = [pool.submit(send, f"low{i}", "low") for i in range(2)]
-        _wait_queued(coordinator, 2)
+        lows = []
+        for i in range(2):  # one after the other, so their order is known
+            lows.append(pool.submit(send, f"low{i}", "low"))
+            _wait_queued(coordinator, i + 1)
         high = pool.submit(send, "high", "high")
         waiting = _wait_queued(coordinator, 3)
         assert [w["client"] for w in waiting] == ["high", "low0", "low1"]
