@@ -210,3 +210,23 @@ def test_draining_slot_takes_no_new_work_and_stops_when_empty() -> None:
     (slot,) = h.scheduler.pool.slots.values()
     assert slot.state is SlotState.DRAINING
     assert stops(h.at(2.0).done("r1")) == ["a"]
+
+
+def test_unload_during_load_stops_the_slot_once_it_is_up() -> None:
+    h = Harness([model("a")], auto=False)
+    (lease,) = of_type(h.arrive("r1", "a"), AcquireLease)
+    assert isinstance(lease, AcquireLease)
+    h.send(LeaseGranted(0.0, lease.slot_id))
+    out = h.send(AdminUnload(0.5, "a"))
+    assert stops(out) == ["a"]  # the loading process is stopped at once
+    assert stops(h.send(SlotReady(1.0, lease.slot_id))) == []  # and not twice
+
+
+def test_lease_granted_after_unload_is_given_back() -> None:
+    h = Harness([model("a")], auto=False)
+    (lease,) = of_type(h.arrive("r1", "a"), AcquireLease)
+    assert isinstance(lease, AcquireLease)
+    h.send(AdminUnload(0.5, "a"))
+    out = h.send(LeaseGranted(1.0, lease.slot_id))
+    assert out[:1] == [ReleaseLease(lease.slot_id)]
+    assert of_type(out, StartSlot) == []
