@@ -52,8 +52,10 @@ async def test_high_request_behind_low_ones_runs_first_and_queue_shows_it(
             assert r.status_code == 200
             finished.append(client)
 
-        lows = [asyncio.create_task(send(f"low{i}", "low")) for i in range(2)]
-        await wait_for_queue(http, 2)
+        lows = []
+        for i in range(2):  # one after the other, so their order is known
+            lows.append(asyncio.create_task(send(f"low{i}", "low")))
+            await wait_for_queue(http, i + 1)
         high = asyncio.create_task(send("high", "high"))
         waiting = await wait_for_queue(http, 3)
         assert [w["client"] for w in waiting] == ["high", "low0", "low1"]
