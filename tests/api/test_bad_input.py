@@ -99,6 +99,8 @@ async def test_admin_override_outside_the_allow_list_is_refused(http: httpx.Asyn
     assert_openai_error(r, 400, "invalid_override")
     r = await http.post("/v1/admin/models/ghost/load", json={})
     assert_openai_error(r, 404)
+    r = await http.post("/v1/admin/models/a/load", json={"replicas": 2})
+    assert_openai_error(r, 400, "too_many_replicas")
 
 
 async def test_keys_guard_inference_and_admin() -> None:

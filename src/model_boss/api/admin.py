@@ -121,6 +121,15 @@ class AdminService:
     ) -> dict[str, Any]:
         if model_id not in self.engine.models:
             raise APIError(404, f"the model {model_id!r} does not exist", code="model_not_found")
+        replica_max = self.engine.models[model_id].profile.replica_max
+        if replicas is not None and replicas > replica_max:
+            raise APIError(
+                400,
+                f"{model_id!r} allows at most {replica_max} replica(s) (replica_max), "
+                f"asked for {replicas}",
+                code="too_many_replicas",
+                param="replicas",
+            )
         patch = self.check_overrides(model_id, overrides or {})
         try:
             await self.engine.load(
