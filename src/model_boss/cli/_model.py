@@ -15,7 +15,9 @@ LIST_HEADERS = ("id", "backend", "state", "replicas", "waiting", "running", "foo
 
 
 def register(groups: Any) -> None:
-    model = groups.add_parser("model", help="models of a running coordinator: list, load, unload")
+    model = groups.add_parser(
+        "model", help="models: list, load and unload on a running coordinator; pull the demo model"
+    )
     verbs = model.add_subparsers(dest="verb", metavar="VERB", required=True)
 
     listing = verbs.add_parser(
@@ -51,6 +53,12 @@ def register(groups: Any) -> None:
     )
     add_coordinator_args(load)
     load.set_defaults(handler=_load)
+
+    pull = verbs.add_parser(
+        "pull", help="fetch a model into the model cache (known: smollm2, the demo model)"
+    )
+    pull.add_argument("name", choices=["smollm2"], help="which model")
+    pull.set_defaults(handler=_pull)
 
     unload = verbs.add_parser("unload", help="unload a model once its running requests finish")
     unload.add_argument("model", help="the model's id")
@@ -132,4 +140,13 @@ def _unload(args: argparse.Namespace) -> int:
         print_json(result)
         return 0
     print(f"unloading {result.get('id', args.model)}: {result.get('state', '?')}")
+    return 0
+
+
+def _pull(args: argparse.Namespace) -> int:
+    from model_boss.backends import fetch_demo_model
+
+    path = fetch_demo_model()
+    print(f"{args.name}: {path} ({path.stat().st_size / 1e6:.0f} MB)")
+    print("`model-boss serve` with no settings serves it as `smollm2`")
     return 0
