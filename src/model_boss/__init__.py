@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from model_boss.client import InferenceClient, ModelBoss, SyncInferenceClient, SyncModelBoss
 from model_boss.devices import Device
 from model_boss.errors import (
     AcquireTimeout,
@@ -22,16 +23,20 @@ __all__ = [
     "ConfigError",
     "Device",
     "GPUBoss",
+    "InferenceClient",
     "InvalidLeaseRequest",
     "Lease",
     "LeaseError",
     "LeaseLost",
+    "ModelBoss",
     "ModelBossError",
     "Priority",
     "RAMBoss",
     "RequestTooLarge",
     "StoreUnavailable",
     "SyncGPUBoss",
+    "SyncInferenceClient",
+    "SyncModelBoss",
     "SyncRAMBoss",
     "UnknownDevice",
     "parse_priority",

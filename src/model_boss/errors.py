@@ -11,6 +11,10 @@ Every exception the library raises on purpose derives from :class:`ModelBossErro
         ├── AcquireTimeout            (also TimeoutError) no grant within ``timeout``
         ├── LeaseLost                 the lease expired or was fenced; stop using the memory
         └── StoreUnavailable          (also ConnectionError) the ledger's store cannot be reached
+
+Two more subtrees live beside the code that raises them: ``BackendError`` (a backend
+process or upstream failed; ``model_boss.backends``) and ``ClientError`` (the SDK's view
+of a coordinator answer; ``model_boss.client``).
 """
 
 from __future__ import annotations
