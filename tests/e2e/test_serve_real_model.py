@@ -179,3 +179,36 @@ def test_queue_and_status_endpoints(coordinator: str) -> None:
     assert gpu["pools"][0]["pool"].endswith(":ram")
     metrics = httpx.get(f"{coordinator}/metrics").text
     assert "model_boss_leased_mb" in metrics
+
+
+def test_the_same_through_the_sdk(coordinator: str) -> None:
+    from model_boss import ModelBoss, SyncInferenceClient, SyncModelBoss
+
+    with SyncModelBoss("smollm2", base_url=coordinator, client_id="sdk-e2e") as boss:
+        reply = boss.chat(messages=[{"role": "user", "content": "Hi!"}], max_tokens=8)
+        assert reply["choices"][0]["message"]["content"]
+        chunks = list(
+            boss.chat_stream(
+                messages=[{"role": "user", "content": "Count to three."}],
+                max_tokens=12,
+                stream_options={"include_usage": True},
+            )
+        )
+        assert chunks[-1]["usage"]["completion_tokens"] > 0
+        assert boss.complete(prompt="Once upon a time", max_tokens=8)["choices"][0]["text"]
+        events = [e["type"] for e in boss.respond_stream(input="Say hi.", max_output_tokens=8)]
+        assert events[0] == "response.created"
+        assert events[-2:] == ["response.metrics", "response.completed"]
+    with SyncInferenceClient(coordinator) as client:
+        assert [m["id"] for m in client.models()] == ["smollm2"]
+        names = [c["client_id"] for c in client.requestors()]
+        assert "sdk-e2e" in names
+
+    async def async_chat() -> str:
+        async with ModelBoss("smollm2", base_url=coordinator) as boss:
+            out = await boss.respond(input="Say hi.", max_output_tokens=8)
+            return str(out["output_text"])
+
+    import asyncio
+
+    assert asyncio.run(async_chat())
