@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 
 from model_boss.sim import (
     ServiceModel,
@@ -54,3 +57,27 @@ def test_baseline_and_scheduler_see_the_same_trace() -> None:
     # Both unload after 5 idle minutes, so the third request is cold for both.
     assert ours.loads == base.loads == 2
     assert not any(math.isnan(x) for x in ours.latency + base.latency)
+
+
+_DIGEST = """
+import hashlib
+from model_boss.sim import *
+models = make_models(20, [1000, 6000, 30000], seed=3, replica_max=2)
+trace = generate_trace(TraceSpec(1500, 2.0, cv=2.0, seed=9), models, (24000, 24000))
+runs = [simulate(f, trace) for f in (scheduler_factory(), baseline_factory("ollama-like"))]
+print(hashlib.sha256(repr([(r.latency, r.load_sequence) for r in runs]).encode()).hexdigest())
+"""
+
+
+def test_simulation_does_not_depend_on_the_hash_seed() -> None:
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", _DIGEST],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2")
+    }
+    assert len(digests) == 1
