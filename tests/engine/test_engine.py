@@ -120,3 +120,42 @@ async def test_admin_load_and_unload(engine: Engine) -> None:
     status = await engine.ledger.gpu.status() if engine.ledger.gpu else None
     assert status is not None
     assert status.pools[0].used_mb == 0
+
+
+async def test_another_holder_asking_for_memory_makes_the_coordinator_evict_idle_models() -> None:
+    url = f"memory://preempt-{secrets.token_hex(4)}"
+    coordinator_boss = GPUBoss(url, [Device(0, 10_000)], host="t", ttl_s=0.6)
+    eng = Engine(
+        [model("a", 6000)],
+        SlotLedger(coordinator_boss, None),
+        config=SchedulerConfig(batch_window_s=0.0),
+    )
+    await eng.start()
+    try:
+        await run(eng, "a")  # loaded, now idle
+        async with GPUBoss(url, [Device(0, 10_000)], host="t", holder="training-job") as other:
+            lease = await other.acquire(vram_mb=8000, priority="high", timeout=5)
+            assert lease.mb == 8000  # granted once the coordinator gave its memory back
+            assert eng.model_state("a") == "unloaded"
+            await lease.release()
+    finally:
+        await eng.stop()
+
+
+async def test_a_drain_makes_the_coordinator_unload_idle_models() -> None:
+    url = f"memory://drain-{secrets.token_hex(4)}"
+    boss = GPUBoss(url, [Device(0, 10_000)], host="t", ttl_s=0.6)
+    eng = Engine([model("a", 6000)], SlotLedger(boss, None), config=SchedulerConfig())
+    await eng.start()
+    try:
+        await run(eng, "a")
+        async with GPUBoss(url, [Device(0, 10_000)], host="t") as admin:
+            assert await admin.drain() == 1
+            for _ in range(300):
+                if (await admin.status()).pools[0].used_mb == 0:
+                    break
+                await asyncio.sleep(0.01)
+            assert (await admin.status()).pools[0].used_mb == 0
+        assert eng.model_state("a") == "unloaded"
+    finally:
+        await eng.stop()
