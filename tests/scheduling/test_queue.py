@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from model_boss.scheduling import CooldownGate, RequestQueue
 
 
@@ -41,3 +44,35 @@ def test_cooldown_gate_holds_a_clients_next_request() -> None:
     assert gate.next_release() == 6.0
     assert gate.release_due(5.9) == []
     assert gate.release_due(6.0) == [second]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["push", "push", "cancel", "pop"]), st.sampled_from([1, 5, 10, 20, 50])
+        ),
+        max_size=60,
+    )
+)
+def test_queue_always_pops_the_smallest_aged_key(ops: list[tuple[str, int]]) -> None:
+    q = RequestQueue(aging_s_per_level=10.0)
+    live: dict[str, tuple[float, int]] = {}
+    for i, (op, prio) in enumerate(ops):
+        if op == "push":
+            req = q.make(f"r{i}", "m", prio, "c", float(i))
+            q.push(req)
+            live[req.request_id] = (req.key, req.seq)
+        elif op == "cancel" and live:
+            rid = sorted(live)[prio % len(live)]
+            q.cancel(rid)
+            del live[rid]
+        elif op == "pop":
+            got = q.pop("m")
+            if not live:
+                assert got is None
+                continue
+            best = min(live, key=live.__getitem__)
+            assert got is not None
+            assert got.request_id == best
+            del live[best]
+        assert q.count("m") == len(live) == len(q)
