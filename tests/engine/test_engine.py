@@ -159,3 +159,23 @@ async def test_a_drain_makes_the_coordinator_unload_idle_models() -> None:
         assert eng.model_state("a") == "unloaded"
     finally:
         await eng.stop()
+
+
+async def test_a_lost_lease_stops_the_backend_before_the_slot_is_forgotten() -> None:
+    url = f"memory://lost-{secrets.token_hex(4)}"
+    boss = GPUBoss(url, [Device(0, 10_000)], host="t", ttl_s=0.3)
+    eng = Engine([model("a", 6000)], SlotLedger(boss, None), config=SchedulerConfig())
+    await eng.start()
+    try:
+        await run(eng, "a")
+        backend = next(rt.backend for rt in eng._slots.values() if rt.backend is not None)
+        lease = next(rt.leases[0] for rt in eng._slots.values() if rt.leases)
+        lease.lost.set()  # as if it could not be renewed in time
+        for _ in range(300):
+            if backend.state.value == "stopped" and eng.model_state("a") != "ready":
+                break
+            await asyncio.sleep(0.01)
+        assert backend.state.value == "stopped"
+        assert eng.model_state("a") != "ready"
+    finally:
+        await eng.stop()

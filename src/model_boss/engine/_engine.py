@@ -497,6 +497,13 @@ class Engine:
     async def _release(self, rt: _SlotRuntime) -> None:
         for task in rt.watchers:
             task.cancel()
+        if rt.backend is not None and rt.backend.state.value not in ("stopped", "failed"):
+            # A slot that failed without its process dying (its lease was lost): the
+            # memory goes back only once the process is gone.
+            try:
+                await rt.backend.stop()
+            except Exception:
+                log.exception("stopping slot %s before releasing its lease failed", rt.slot_id)
         for lease in rt.leases:
             await lease.release()
         rt.leases.clear()
