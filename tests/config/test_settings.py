@@ -102,6 +102,12 @@ def test_backend_table_is_kept_as_options() -> None:
     assert models["m"].options == {"n_ctx": 4096}
 
 
+def test_llm_pool_style_flat_backend_options_are_accepted() -> None:
+    entry = {"path": "m.gguf", "llama_server_n_ctx": 4096, "llama_server_flash_attn": "on"}
+    models = parse_manifest({"m": entry}, "x")
+    assert models["m"].options == {"n_ctx": 4096, "flash_attn": "on"}
+
+
 BAD_MODELS = [
     ({"vram_mb": -5}, "models.foo.vram_mb: must be a positive integer"),
     ({"vram_mb": "lots"}, "models.foo.vram_mb: must be a positive integer"),
@@ -115,6 +121,7 @@ BAD_MODELS = [
     ({"vram": 4000}, "models.foo.vram: unknown key (did you mean 'vram_mb'?)"),
     ({"vllm_serve": {}}, "models.foo.vllm_serve: is a table for backend vllm_serve"),
     ({"llama_server": 5}, "models.foo.llama_server: must be a table of backend options"),
+    ({"vllm_serve_max_model_len": 8192}, "models.foo.vllm_serve_max_model_len: is an option for"),
 ]
 
 

@@ -168,6 +168,7 @@ def _parse_model(model_id: str, raw: Any, locate: Where) -> ModelSpec:
         table["backend"] = backend_raw.replace("-", "_")
     backend = e.text("backend", BACKENDS) or DEFAULT_BACKEND[category]
     options: dict[str, Any] = {}
+    flat: dict[str, Any] = {}
     for key in table:
         if key in _FIELDS or key == "backend":
             continue
@@ -178,9 +179,18 @@ def _parse_model(model_id: str, raw: Any, locate: Where) -> ModelSpec:
                 e.fail(key, "must be a table of backend options")
             options = dict(table[key])
             continue
+        owner = next((b for b in BACKENDS if key.startswith(b + "_")), None)
+        if owner is not None:  # llm-pool style flat option, e.g. llama_server_n_ctx
+            if owner != backend:
+                e.fail(
+                    key, f"is an option for backend {owner} but the model's backend is {backend}"
+                )
+            flat[key[len(owner) + 1 :]] = table[key]
+            continue
         close = difflib.get_close_matches(key, [*_FIELDS, *BACKENDS], n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         e.fail(key, f"unknown key{hint}")
+    options = {**flat, **options}
     path = e.text("path")
     if path is None and backend in _NEEDS_PATH:
         e.fail("path", f"is required for backend {backend}")
