@@ -6,14 +6,8 @@ import argparse
 import asyncio
 from typing import Any
 
-from model_boss.cli._ledger_args import (
-    LEASE_HEADERS,
-    POOL_HEADERS,
-    add_ledger_args,
-    lease_rows,
-    pool_rows,
-)
-from model_boss.cli._table import print_json, render_table
+from model_boss.cli._ledger_args import add_ledger_args, cleanup_command, show_pools
+from model_boss.cli._table import print_json
 from model_boss.leases import GPUBoss
 
 __all__ = ["register"]
@@ -45,20 +39,10 @@ def _boss(args: argparse.Namespace) -> GPUBoss:
 def _status(args: argparse.Namespace) -> int:
     async def run() -> int:
         async with _boss(args) as boss:
-            status = await boss.status()
-            gpus = [p for p in status.pools if ":gpu" in p.pool]
-            if args.json:
-                print_json({"url": boss.url, "pools": [p.to_dict() for p in gpus]})
-                return 0
-            print(f"ledger: {boss.url}")
-            if not boss.devices:
+            gpus = [p for p in (await boss.status()).pools if ":gpu" in p.pool]
+            if not boss.devices and not args.json:
                 print("no GPUs on this host (none found by NVML, none in MODEL_BOSS_DEVICES)")
-            gpu_status = type(status)(gpus)
-            print(render_table(POOL_HEADERS, pool_rows(gpu_status)))
-            rows = lease_rows(gpus)
-            if rows:
-                print()
-                print(render_table(LEASE_HEADERS, rows))
+            show_pools(boss.url, gpus, args.json)
             return 0
 
     return asyncio.run(run())
@@ -79,13 +63,4 @@ def _drain(args: argparse.Namespace) -> int:
 
 
 def _cleanup(args: argparse.Namespace) -> int:
-    async def run() -> int:
-        async with _boss(args) as boss:
-            removed = await boss.cleanup()
-            if args.json:
-                print_json({"removed": removed})
-            else:
-                print(f"removed {removed} lease(s) of processes that no longer exist")
-            return 0
-
-    return asyncio.run(run())
+    return cleanup_command(_boss(args), args.json)

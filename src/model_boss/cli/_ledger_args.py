@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import time
 
-from model_boss.leases import BossStatus, PoolStatus
+from model_boss.cli._table import print_json, render_table
+from model_boss.leases import BossStatus, GPUBoss, PoolStatus, RAMBoss
 from model_boss.priority import Priority
 
-__all__ = ["add_ledger_args", "lease_rows", "pool_rows"]
+__all__ = ["add_ledger_args", "cleanup_command", "lease_rows", "pool_rows", "show_pools"]
 
 
 def add_ledger_args(parser: argparse.ArgumentParser) -> None:
@@ -57,3 +59,31 @@ def lease_rows(pools: list[PoolStatus]) -> list[list[object]]:
 
 POOL_HEADERS = ["pool", "capacity_mb", "used_mb", "foreign_mb", "free_mb", "leases", "waiters"]
 LEASE_HEADERS = ["pool", "lease", "mb", "priority", "holder", "model", "token", "ttl", "asked"]
+
+
+def show_pools(url: str, pools: list[PoolStatus], as_json: bool) -> None:
+    """Print pools and their leases as tables, or as JSON."""
+    if as_json:
+        print_json({"url": url, "pools": [p.to_dict() for p in pools]})
+        return
+    print(f"ledger: {url}")
+    print(render_table(POOL_HEADERS, pool_rows(BossStatus(pools))))
+    rows = lease_rows(pools)
+    if rows:
+        print()
+        print(render_table(LEASE_HEADERS, rows))
+
+
+def cleanup_command(boss: GPUBoss | RAMBoss, as_json: bool) -> int:
+    """``cleanup``: remove leases of local processes that no longer exist."""
+
+    async def run() -> int:
+        async with boss:
+            removed = await boss.cleanup()
+        if as_json:
+            print_json({"removed": removed})
+        else:
+            print(f"removed {removed} lease(s) of processes that no longer exist")
+        return 0
+
+    return asyncio.run(run())

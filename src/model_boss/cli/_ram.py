@@ -7,16 +7,10 @@ import asyncio
 import dataclasses
 from typing import Any
 
-from model_boss.cli._ledger_args import (
-    LEASE_HEADERS,
-    POOL_HEADERS,
-    add_ledger_args,
-    lease_rows,
-    pool_rows,
-)
+from model_boss.cli._ledger_args import add_ledger_args, cleanup_command, show_pools
 from model_boss.cli._table import print_json, render_table
 from model_boss.devices import CacheManager, CleanupMode, MemoryAnalyzer, ProcessMonitor
-from model_boss.leases import BossStatus, RAMBoss
+from model_boss.leases import RAMBoss
 
 __all__ = ["register"]
 
@@ -53,15 +47,7 @@ def _status(args: argparse.Namespace) -> int:
     async def run() -> int:
         async with RAMBoss(args.ledger) as boss:
             pools = [p for p in (await boss.status()).pools if p.pool == boss.pool]
-            if args.json:
-                print_json({"url": boss.url, "pools": [p.to_dict() for p in pools]})
-                return 0
-            print(f"ledger: {boss.url}")
-            print(render_table(POOL_HEADERS, pool_rows(BossStatus(pools))))
-            rows = lease_rows(pools)
-            if rows:
-                print()
-                print(render_table(LEASE_HEADERS, rows))
+            show_pools(boss.url, pools, args.json)
             return 0
 
     return asyncio.run(run())
@@ -124,13 +110,4 @@ def _clear(args: argparse.Namespace) -> int:
 
 
 def _cleanup(args: argparse.Namespace) -> int:
-    async def run() -> int:
-        async with RAMBoss(args.ledger) as boss:
-            removed = await boss.cleanup()
-            if args.json:
-                print_json({"removed": removed})
-            else:
-                print(f"removed {removed} lease(s) of processes that no longer exist")
-            return 0
-
-    return asyncio.run(run())
+    return cleanup_command(RAMBoss(args.ledger), args.json)
