@@ -63,6 +63,9 @@ def chat_body_for(req: ResponsesRequest, raw: dict[str, Any]) -> dict[str, Any]:
         body["temperature"] = req.temperature
     if req.top_p is not None:
         body["top_p"] = req.top_p
+    if req.thinking in ("enabled", "disabled"):
+        # llama-server and vLLM pass these to the chat template (Qwen3, Gemma 4, ...)
+        body["chat_template_kwargs"] = {"enable_thinking": req.thinking == "enabled"}
     return body
 
 
