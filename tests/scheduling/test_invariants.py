@@ -46,7 +46,11 @@ class Checked:
         for eff in out:
             if isinstance(eff, Dispatch):
                 slot = pool.slots[eff.slot_id]
-                assert slot.state is SlotState.READY
+                # READY when dispatched; a later step of the same event may have drained it,
+                # in which case it stops only after this request.
+                assert slot.state is SlotState.READY or (
+                    slot.state is SlotState.DRAINING and not slot.stop_sent
+                )
                 assert slot.inflight <= self.inner.models[slot.model].profile.target_inflight
             if isinstance(eff, StartSlot):
                 assert pool.slots[eff.slot_id].state is SlotState.LOADING

@@ -230,3 +230,38 @@ def test_lease_granted_after_unload_is_given_back() -> None:
     out = h.send(LeaseGranted(1.0, lease.slot_id))
     assert out[:1] == [ReleaseLease(lease.slot_id)]
     assert of_type(out, StartSlot) == []
+
+
+def test_cold_request_blocked_by_a_loading_model_gets_its_memory_later() -> None:
+    # b needs the memory a is loading into; a then stays busy with a stream of requests.
+    h = Harness(
+        [model("a", 6000, target_inflight=1), model("b", 6000)],
+        pools=(("gpu0", 10000),),
+        auto=False,
+    )
+    (lease_a,) = of_type(h.arrive("a0", "a", priority=1), AcquireLease)
+    assert isinstance(lease_a, AcquireLease)
+    h.send(LeaseGranted(0.0, lease_a.slot_id))
+    h.at(0.1).arrive("b0", "b", priority=1)
+    h.send(SlotReady(30.0, lease_a.slot_id))  # a0 runs; a is busy from now on
+    running = "a0"
+    lease_b = None
+    for t in range(31, 60):
+        h.at(float(t)).arrive(f"a{t}", "a", priority=1)
+        out = h.done(running)
+        out += h.tick(t + 0.5)
+        leases = of_type(out, AcquireLease)
+        if leases:
+            lease_b = leases[0]
+            break
+        stopped = of_type(out, StopSlot)
+        if stopped:
+            from model_boss.scheduling import SlotStopped
+
+            out = h.send(SlotStopped(t + 0.6, lease_a.slot_id))
+            leases = of_type(out, AcquireLease)
+            lease_b = leases[0] if leases else None
+            break
+        (running,) = dispatched(out)
+    assert isinstance(lease_b, AcquireLease)
+    assert lease_b.model == "b"

@@ -30,6 +30,7 @@ class ModelState:
     slots: list[Slot] = field(default_factory=list)
     demand: float = 0.0  # decayed arrival count, times Scheduler._growth (see _on_arrived)
     cold_seq: int = 0  # seq of this model's live entry in Scheduler._cold, 0 if none
+    wake_at: float = -math.inf  # this model's earliest pending wakeup
     retry_at: float = -math.inf
 
 
@@ -157,9 +158,20 @@ class LoadPlanner:
             return plan
         wait_until = key + self.config.busy_evict_after_s
         if now < wait_until:
-            heapq.heappush(self._wakeups, (wait_until, m.profile.model_id))
+            self._wake(m, wait_until, now)
             return None
-        return place(m.vram_mb, self._views(m, now, key), splittable=splittable, allow_busy=True)
+        plan = place(m.vram_mb, self._views(m, now, key), splittable=splittable, allow_busy=True)
+        if plan is None:  # memory held by loading or pinned slots: look again later
+            retry_at = now + max(1.0, self.config.busy_evict_after_s)
+            self._wake(m, retry_at, now)
+        return plan
+
+    def _wake(self, m: ModelState, at: float, now: float) -> None:
+        """Ask for a planning round at ``at`` for ``m`` (one pending wakeup per model)."""
+        if now < m.wake_at <= at:
+            return
+        m.wake_at = at
+        heapq.heappush(self._wakeups, (at, m.profile.model_id))
 
     def _views(self, m: ModelState, now: float, busy_key: float | None) -> list[PoolView]:
         """Each pool's free memory and eviction candidates (slots of other models).

@@ -207,7 +207,7 @@ class Scheduler(LoadPlanner):
         self._pending_dirty = True
         m = self.models[slot.model]
         m.retry_at = ev.now + self.config.retry_after_s
-        heapq.heappush(self._wakeups, (m.retry_at, m.profile.model_id))
+        self._wake(m, m.retry_at, ev.now)
         self._loads_dirty = True
 
     def _on_ready(self, ev: SlotReady, out: list[Effect]) -> None:
@@ -222,6 +222,8 @@ class Scheduler(LoadPlanner):
         elif self.pool.ready(slot, ev.now):
             self._arm_idle(slot, ev.now)
             self._dirty[slot.model] = None
+            if self._blocked:  # a new slot that a blocked load may drain
+                self._loads_dirty = True
 
     def _on_failed(self, ev: SlotFailed, out: list[Effect]) -> None:
         slot = self.pool.slots.get(ev.slot_id)
@@ -314,7 +316,10 @@ class Scheduler(LoadPlanner):
         wakeups = self._wakeups
         while wakeups and wakeups[0][0] <= now:
             _, model = heapq.heappop(wakeups)
-            self._mark_cold(self.models[model], now)
+            m = self.models[model]
+            if m.retry_at > now:  # an earlier wakeup fired during a lease back-off
+                self._wake(m, m.retry_at, now)
+            self._mark_cold(m, now)
             self._loads_dirty = True
         if self._dirty:
             for model in self._dirty:
