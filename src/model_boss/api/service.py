@@ -47,10 +47,26 @@ class CallResult:
 
 @dataclass(slots=True)
 class StreamState:
+    """One stream's timings and usage, for a ``wrap`` that reports metrics at its end.
+
+    It holds what :meth:`metrics` needs rather than a closure over itself: a cycle would
+    leave every finished stream to the cyclic garbage collector (long pauses under load).
+    """
+
     started: float
     first_at: float = 0.0
     usage: Any = None
-    metrics: Callable[[], dict[str, Any]] = dict
+    service: InferenceService | None = None
+    ctx: RequestContext | None = None
+    ticket: Ticket | None = None
+
+    def metrics(self) -> dict[str, Any]:
+        if self.service is None or self.ctx is None or self.ticket is None:
+            return {}
+        took = time.perf_counter() - self.started
+        return self.service.metrics(self.ctx, self.ticket, took, self.usage) | {
+            "gpu_time_to_first_token_ms": round((self.first_at - self.started) * 1000, 3)
+        }
 
 
 @dataclass(slots=True)
@@ -261,10 +277,7 @@ class InferenceService:
                 service.engine.finish(ticket, ok)
                 service._observe(ctx, ok)
 
-        state.metrics = lambda: (
-            self.metrics(ctx, ticket, time.perf_counter() - state.started, state.usage)
-            | {"gpu_time_to_first_token_ms": round((state.first_at - state.started) * 1000, 3)}
-        )
+        state.service, state.ctx, state.ticket = self, ctx, ticket
         return StreamingResponse(
             body(),
             media_type="text/event-stream",
