@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
@@ -38,9 +39,15 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if manage_engine:
             await engine.start()
+        # Everything made so far (modules, the app, pydantic validators: ~90k objects) lives
+        # as long as the server: keep it out of the cyclic collector's full passes, which
+        # otherwise walk all of it every few thousand requests (60+ ms pauses under load).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
+            gc.unfreeze()
             if manage_engine:
                 await engine.stop()
 
