@@ -6,8 +6,11 @@ read SSE streams ~2.4x faster.
 
 Streams are yielded as complete SSE events, each the raw bytes the upstream sent
 (``data: {...}\\n\\n``), as soon as each event is complete: no buffering beyond one
-partial event and no re-serialisation. A streamed connection is closed, never pooled:
-closing the iterator early is how llama-server learns to stop generating.
+partial event and no re-serialisation. Closing the iterator early closes the stream's
+connection: that is how the upstream learns to stop generating. A stream read to its end
+gives its connection back to the pool only with ``pool_streams`` (openai_remote: a new
+connection per stream would be a new TCP and TLS handshake); otherwise every stream asks
+for ``Connection: close``.
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ class UpstreamClient:
 
     ``secrets`` are strings (an API key) removed from every error message and body.
     ``retries`` applies to connection failures and to 429/502/503/504 answers that came
-    before any byte of a response was handed to the caller.
+    before any byte of a response was handed to the caller. ``pool_streams``: keep the
+    connection of a stream that was read to its end (see the module docstring).
     """
 
     def __init__(
@@ -62,6 +66,7 @@ class UpstreamClient:
         retry_backoff_s: float = 0.5,
         secrets: Sequence[str] = (),
         trust_env: bool = False,
+        pool_streams: bool = False,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.base_url = base_url.rstrip("/")
@@ -73,6 +78,7 @@ class UpstreamClient:
         self._retry_backoff_s = retry_backoff_s
         self._secrets = tuple(s for s in secrets if s)
         self._trust_env = trust_env
+        self._pool_streams = pool_streams
         self._sleep = sleep
         self._session: aiohttp.ClientSession | None = None
         self._via: dict[str, Any] = {}
@@ -201,7 +207,7 @@ class UpstreamClient:
     ) -> AsyncIterator[bytes]:
         """POST ``body`` and yield the SSE events of the answer as they arrive."""
         timeout = self._timeout(timeout_s, streaming=True)
-        response = await self._send("POST", path, body, timeout, close=True)
+        response = await self._send("POST", path, body, timeout, close=not self._pool_streams)
         try:
             rest = b""
             async for chunk in response.content.iter_any():
@@ -213,7 +219,8 @@ class UpstreamClient:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise UpstreamError(f"stream from {self.base_url}{path} broke: {exc}") from None
         finally:
-            # A streamed connection is never pooled ("Connection: close"; llama-server
-            # drops it after a stream anyway). If the caller went away, this close is
-            # what stops generation upstream.
+            # A stream read to its end has given its connection back to the pool already
+            # (with ``pool_streams``; otherwise it asked for "Connection: close", as
+            # llama-server drops it after a stream anyway). A stream the caller left early
+            # is closed here, and that close is what stops generation upstream.
             response.close()

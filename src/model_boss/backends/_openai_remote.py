@@ -135,6 +135,7 @@ class OpenAIRemoteBackend:
                 retry_backoff_s=self.options.retry_backoff_s,
                 secrets=() if key is None else (key,),
                 trust_env=True,
+                pool_streams=True,
             )
             if self.options.health_check == "models":
                 try:
