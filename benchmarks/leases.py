@@ -6,8 +6,9 @@ Each process loops ``async with boss.acquire(vram_mb=1): pass`` through the publ
 GPUBoss API (one grant and one release per round trip) against a Redis ledger (a
 private Valkey started here unless ``--redis`` is given) and the embedded SQLite
 ledger. In the same run it measures a baseline with the same processes: the cheapest
-write round trip each store can do (Redis: SET + DEL with the same client library;
-SQLite: two one-row BEGIN IMMEDIATE transactions), and prints our rate as a ratio of it.
+write round trip each store can do (Redis: a plain SET + DEL with redis-py, the usual
+Python client; SQLite: two one-row BEGIN IMMEDIATE transactions with sqlite3), and
+prints our rate as a ratio of it.
 With ``--json`` the last line is one JSON object with every figure.
 """
 

@@ -13,7 +13,17 @@ Numbers go back to Python as strings (Lua numbers would be truncated to integers
 
 from __future__ import annotations
 
-__all__ = ["DRAIN", "GRANT", "PREEMPT", "RELEASE", "RENEW", "STATUS", "WITHDRAW"]
+__all__ = [
+    "DRAIN",
+    "FOREIGN",
+    "GRANT",
+    "PREEMPT",
+    "REGISTER",
+    "RELEASE",
+    "RENEW",
+    "STATUS",
+    "WITHDRAW",
+]
 
 # Shared prologue: `now`, and purge of expired leases (keeping `used` in step).
 _PROLOGUE = """
@@ -212,3 +222,22 @@ return {p[1], p[2] or '0', p[3] or '0',
         '[' .. table.concat(waiters, ',') .. ']'}
 """
 )
+
+# REGISTER: create the pool, or set its capacity.
+# KEYS: pool, pools set   ARGV[1] capacity_mb   ARGV[2] pool name   -> 1
+REGISTER = """
+redis.call('HSET', KEYS[1], 'capacity', ARGV[1])
+for _, field in ipairs({'used', 'foreign', 'token', 'seq'}) do
+  redis.call('HSETNX', KEYS[1], field, 0)
+end
+redis.call('SADD', KEYS[2], ARGV[2])
+return 1
+"""
+
+# FOREIGN: memory used outside the ledger.
+# KEYS: pool   ARGV[1] foreign_mb   -> 1 | 0 (no such pool)
+FOREIGN = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'foreign', ARGV[1])
+return 1
+"""

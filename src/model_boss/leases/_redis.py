@@ -1,16 +1,12 @@
-"""Redis (or Valkey) store: every operation is one Lua script (see ``_lua.py``)."""
+"""Redis (or Valkey) store: every operation is one Lua script (see ``_lua.py``), sent
+over the lean pipelined client in ``_resp.py``."""
 
 from __future__ import annotations
 
-import asyncio
+import hashlib
 import json
-from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
-
-import redis.asyncio as aioredis
-import redis.exceptions as redis_errors
-from redis.commands.core import AsyncScript
 
 from model_boss.errors import LeaseLost, StoreUnavailable, UnknownDevice
 from model_boss.leases import _lua
@@ -23,13 +19,24 @@ from model_boss.leases._records import (
     RenewResult,
     WaiterRecord,
 )
+from model_boss.leases._resp import Reply, RespConnection, RespError, RespTarget
 from model_boss.leases._store import redact_url
 
 __all__ = ["RedisStore"]
 
-T = TypeVar("T")
 CONNECT_TIMEOUT_S = 2.0
 COMMAND_TIMEOUT_S = 5.0
+SCRIPTS = (
+    "GRANT",
+    "RENEW",
+    "RELEASE",
+    "WITHDRAW",
+    "PREEMPT",
+    "DRAIN",
+    "STATUS",
+    "REGISTER",
+    "FOREIGN",
+)
 
 
 def _s(value: Any) -> str:
@@ -40,7 +47,6 @@ class RedisStore:
     def __init__(
         self, url: str, *, prefix: str | None = None, command_timeout_s: float = COMMAND_TIMEOUT_S
     ) -> None:
-        self._timeout_s = command_timeout_s
         parts = urlsplit(url)
         query = parse_qs(parts.query)
         chosen = prefix or (query.pop("prefix", [None])[0]) or default_prefix()
@@ -48,8 +54,12 @@ class RedisStore:
         rest = "&".join(f"{k}={v[0]}" for k, v in query.items())
         self._url = urlunsplit(parts._replace(scheme=scheme, query=rest))
         self._keys = RedisKeys(chosen)
-        self._client: aioredis.Redis | None = None
-        self._scripts: dict[str, AsyncScript] = {}
+        self._timeout_s = command_timeout_s
+        self._target = RespTarget.from_url(self._url)
+        self._conn: RespConnection | None = None
+        self._sha = {
+            name: hashlib.sha1(getattr(_lua, name).encode()).hexdigest() for name in SCRIPTS
+        }
 
     @property
     def url(self) -> str:
@@ -60,75 +70,56 @@ class RedisStore:
         return self._keys.prefix
 
     async def connect(self) -> None:
-        if self._client is not None:
+        if self._conn is not None:
             return
-        client = aioredis.Redis.from_url(
-            self._url,
-            socket_connect_timeout=CONNECT_TIMEOUT_S,
-            # No per-read timeout here: on Python 3.11 redis-py implements it with
-            # asyncio.wait_for, a task per command. _call() bounds each call instead.
-            socket_timeout=None,
-            health_check_interval=30,
+        conn = RespConnection(
+            self._target, timeout_s=self._timeout_s, connect_timeout_s=CONNECT_TIMEOUT_S
         )
         try:
-            async with asyncio.timeout(CONNECT_TIMEOUT_S + self._timeout_s):
-                await client.ping()
-        except (
-            redis_errors.ConnectionError,
-            redis_errors.TimeoutError,
-            OSError,
-            TimeoutError,
-        ) as exc:
-            await client.aclose()
+            await conn.call("PING")
+        except (OSError, TimeoutError) as exc:
+            await conn.close()
             raise StoreUnavailable(f"cannot reach the Redis ledger {self.url}: {exc}") from exc
-        except redis_errors.RedisError as exc:
-            await client.aclose()
+        except RespError as exc:
+            await conn.close()
             raise StoreUnavailable(f"the Redis ledger {self.url} refused us: {exc}") from exc
-        self._client = client
-        for name in ("GRANT", "RENEW", "RELEASE", "WITHDRAW", "PREEMPT", "DRAIN", "STATUS"):
-            self._scripts[name] = client.register_script(getattr(_lua, name))
+        self._conn = conn
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
 
-    def _redis(self) -> aioredis.Redis:
-        if self._client is None:
+    async def _call(self, *args: object) -> Reply:
+        if self._conn is None:
             raise StoreUnavailable("the Redis ledger is not connected (call connect())")
-        return self._client
-
-    async def _call(self, awaitable: Awaitable[T]) -> T:
         try:
-            async with asyncio.timeout(self._timeout_s):
-                return await awaitable
+            return await self._conn.call(*args)
         except TimeoutError as exc:
-            # The connection may hold a half-read reply: drop every pooled connection.
-            await self._redis().connection_pool.disconnect(inuse_connections=True)
             raise StoreUnavailable(
                 f"the Redis ledger {self.url} did not answer within {self._timeout_s:g} s"
             ) from exc
-        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+        except OSError as exc:
             raise StoreUnavailable(f"lost the Redis ledger {self.url}: {exc}") from exc
+        except RespError as exc:
+            raise StoreUnavailable(f"the Redis ledger {self.url} answered: {exc}") from exc
 
     async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        self._redis()
-        return await self._call(self._scripts[name](keys=keys, args=args))
+        try:
+            return await self._call("EVALSHA", self._sha[name], len(keys), *keys, *args)
+        except StoreUnavailable as exc:
+            if "NOSCRIPT" not in str(exc):
+                raise
+        await self._call("SCRIPT", "LOAD", getattr(_lua, name))
+        return await self._call("EVALSHA", self._sha[name], len(keys), *keys, *args)
 
     async def register_pool(self, pool: str, capacity_mb: int) -> None:
-        key = self._keys.pool(pool)[0]
-        pipe = self._redis().pipeline(transaction=True)
-        pipe.hset(key, "capacity", capacity_mb)
-        for field in ("used", "foreign", "token", "seq"):
-            pipe.hsetnx(key, field, 0)
-        pipe.sadd(self._keys.pools, pool)
-        await self._call(pipe.execute())
+        keys = [self._keys.pool(pool)[0], self._keys.pools]
+        await self._script("REGISTER", keys, [capacity_mb, pool])
 
     async def set_foreign(self, pool: str, mb: int) -> None:
-        key = self._keys.pool(pool)[0]
-        if not await self._call(self._redis().exists(key)):
+        if not await self._script("FOREIGN", [self._keys.pool(pool)[0]], [max(0, mb)]):
             raise UnknownDevice(f"unknown pool {pool!r}")
-        await self._call(self._redis().hset(key, "foreign", max(0, mb)))
 
     async def grant(self, req: LeaseRequest) -> GrantResult:
         template = {
@@ -159,7 +150,7 @@ class RedisStore:
             raise UnknownDevice(f"unknown pool {req.pool!r}")
         free, ahead = int(float(_s(out[2]))), int(float(_s(out[3])))
         if status == "granted":
-            return GrantResult(LeaseRecord.from_dict(json.loads(_s(out[1]))), free, ahead)
+            return GrantResult(LeaseRecord.from_dict(json.loads(out[1])), free, ahead)
         return GrantResult(None, free, ahead)
 
     async def renew(self, pool: str, lease_id: str, ttl_s: float) -> RenewResult:
@@ -186,7 +177,8 @@ class RedisStore:
         return ids
 
     async def _pool_names(self) -> list[str]:
-        names = await self._call(self._redis().smembers(self._keys.pools))
+        names = await self._call("SMEMBERS", self._keys.pools)
+        assert isinstance(names, list)
         return sorted(_s(n) for n in names)
 
     async def drain(self, pool: str | None, reason: str) -> int:
@@ -234,5 +226,7 @@ class RedisStore:
         return out
 
     async def now(self) -> float:
-        sec, usec = await self._call(self._redis().time())
-        return float(sec) + float(usec) / 1e6
+        reply = await self._call("TIME")
+        assert isinstance(reply, list)
+        sec, usec = reply
+        return float(_s(sec)) + float(_s(usec)) / 1e6
