@@ -33,9 +33,11 @@ def valkey_binary() -> Path:
 class ValkeyServer:
     """``with ValkeyServer() as url:`` runs a private valkey-server on a free port."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, password: str | None = None) -> None:
         self.port = port or free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.password = password
+        auth = f":{password}@" if password else ""
+        self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
         self._proc: subprocess.Popen[bytes] | None = None
         self._dir: str | None = None
 
@@ -54,6 +56,7 @@ class ValkeyServer:
                 "no",
                 "--dir",
                 self._dir,
+                *(["--requirepass", self.password] if self.password else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
