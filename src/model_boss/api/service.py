@@ -17,7 +17,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from model_boss.api._disconnect import ClientGone, race_disconnect
+from model_boss.api._disconnect import ClientGone, DisconnectWatch
 from model_boss.api.errors import APIError
 from model_boss.api.protocol import X_FIELDS, QueueFields
 from model_boss.backends import Backend, BackendError, UnsupportedOperation, UpstreamError
@@ -160,8 +160,17 @@ class InferenceService:
         stats.models[ctx.model.model_id] = stats.models.get(ctx.model.model_id, 0) + 1
         return stats
 
-    async def acquire(self, request: Request, ctx: RequestContext) -> tuple[Ticket, Backend]:
-        """Queue the request and wait for a slot; leave the queue if the client goes away."""
+    async def acquire(
+        self, request: Request, ctx: RequestContext, watch: DisconnectWatch | None = None
+    ) -> tuple[Ticket, Backend]:
+        """Queue the request and wait for a slot; leave the queue if the client goes away.
+        With ``watch`` (the caller closes it) the caller's later waits share its watcher."""
+        if watch is None:
+            watch = DisconnectWatch(request)
+            try:
+                return await self.acquire(request, ctx, watch)
+            finally:
+                watch.close()
         stats = self._stats(ctx)
         ticket = self.engine.submit(
             ctx.model.model_id,
@@ -171,7 +180,7 @@ class InferenceService:
             cooldown_s=ctx.cooldown_s,
         )
         try:
-            backend: Backend = await race_disconnect(request, ticket.future)
+            backend: Backend = await watch.race(ticket.future)
         except ClientGone:
             stats.cancelled += 1
             self.engine.cancel(ticket)
@@ -200,31 +209,37 @@ class InferenceService:
         ctx: RequestContext,
         invoke: Callable[[Backend], Awaitable[dict[str, Any]]],
     ) -> CallResult:
-        ticket, backend = await self.acquire(request, ctx)
-        t0 = time.perf_counter()
-        ok = False
+        watch = DisconnectWatch(request)
         try:
-            task = asyncio.ensure_future(invoke(backend))
+            ticket, backend = await self.acquire(request, ctx, watch)
+            t0 = time.perf_counter()
+            ok = False
             try:
-                body: dict[str, Any] = await race_disconnect(request, task)
-            except ClientGone:
-                task.cancel()
-                self.engine.cancel(ticket)
-                raise APIError(499, "the client closed the request", code="client_closed") from None
-            ok = True
-        except (UnsupportedOperation, NotImplementedError) as exc:
-            raise APIError(400, str(exc), code="unsupported_operation") from None
-        except UpstreamError as exc:
-            raise APIError(502, f"the backend failed: {exc}", code="backend_error") from None
-        except BackendError as exc:
-            raise APIError(
-                503, f"the backend is not available: {exc}", code="backend_error"
-            ) from None
+                task = asyncio.ensure_future(invoke(backend))
+                try:
+                    body: dict[str, Any] = await watch.race(task)
+                except ClientGone:
+                    task.cancel()
+                    self.engine.cancel(ticket)
+                    raise APIError(
+                        499, "the client closed the request", code="client_closed"
+                    ) from None
+                ok = True
+            except (UnsupportedOperation, NotImplementedError) as exc:
+                raise APIError(400, str(exc), code="unsupported_operation") from None
+            except UpstreamError as exc:
+                raise APIError(502, f"the backend failed: {exc}", code="backend_error") from None
+            except BackendError as exc:
+                raise APIError(
+                    503, f"the backend is not available: {exc}", code="backend_error"
+                ) from None
+            finally:
+                self.engine.finish(ticket, ok)
+                self._observe(ctx, ok)
+                if not ok:
+                    self.clients[ctx.client].errors += 1
         finally:
-            self.engine.finish(ticket, ok)
-            self._observe(ctx, ok)
-            if not ok:
-                self.clients[ctx.client].errors += 1
+            watch.close()
         backend_s = time.perf_counter() - t0
         return CallResult(body, self.metrics(ctx, ticket, backend_s, body.get("usage")))
 
@@ -239,21 +254,25 @@ class InferenceService:
         so that an upstream error still gets a proper status. Then pass the events through
         as they come. If the client goes away, Starlette cancels the body: the upstream
         stream is closed (generation stops) and the slot is freed."""
-        ticket, backend = await self.acquire(request, ctx)
-        state = StreamState(started=time.perf_counter())
-        chunks = open_chunks(backend)
+        watch = DisconnectWatch(request)
         try:
-            first = await race_disconnect(request, asyncio.ensure_future(anext(chunks)))
-        except StopAsyncIteration:
-            first = b""
-        except BaseException as exc:
-            await _close(chunks)
-            if isinstance(exc, ClientGone):
-                self.engine.cancel(ticket)
-            else:
-                self.engine.finish(ticket, False)
-            self._observe(ctx, False)
-            raise _as_api_error(exc) from None
+            ticket, backend = await self.acquire(request, ctx, watch)
+            state = StreamState(started=time.perf_counter())
+            chunks = open_chunks(backend)
+            try:
+                first = await watch.race(asyncio.ensure_future(anext(chunks)))
+            except StopAsyncIteration:
+                first = b""
+            except BaseException as exc:
+                await _close(chunks)
+                if isinstance(exc, ClientGone):
+                    self.engine.cancel(ticket)
+                else:
+                    self.engine.finish(ticket, False)
+                self._observe(ctx, False)
+                raise _as_api_error(exc) from None
+        finally:
+            watch.close()
         state.first_at = time.perf_counter()
         service = self
 
