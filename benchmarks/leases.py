@@ -20,6 +20,7 @@ import json
 import multiprocessing
 import os
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -118,10 +119,21 @@ def _run(kind: str, target: str, procs: int, seconds: float) -> tuple[float, lis
     return len(latencies) / seconds, latencies
 
 
-def measure(store: str, url: str, baseline_target: str, procs: int, seconds: float) -> Row:
-    rate, lat = _run("leases", url, procs, seconds)
+def measure(
+    store: str, url: str, baseline_target: str, procs: int, seconds: float, repeat: int = 1
+) -> Row:
+    """Alternate ours and the baseline ``repeat`` times; report the median of each (a
+    shared 2-core machine drifts between runs, and alternating spreads that evenly)."""
     base_kind = "redis-baseline" if store == "redis" else "sqlite-baseline"
-    base_rate, _ = _run(base_kind, baseline_target, procs, seconds)
+    rates: list[float] = []
+    base_rates: list[float] = []
+    lat: list[float] = []
+    for _ in range(repeat):
+        rate_i, lat_i = _run("leases", url, procs, seconds)
+        rates.append(rate_i)
+        lat.extend(lat_i)
+        base_rates.append(_run(base_kind, baseline_target, procs, seconds)[0])
+    rate, base_rate = statistics.median(rates), statistics.median(base_rates)
     target = TARGETS[store] if procs == 4 else None
     return Row(
         store=store,
@@ -139,6 +151,7 @@ def measure(store: str, url: str, baseline_target: str, procs: int, seconds: flo
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per row (median)")
     parser.add_argument("--procs", default="1,4", help="comma-separated process counts")
     parser.add_argument("--redis", default=None, help="Redis URL (default: a private Valkey)")
     parser.add_argument("--stores", default="redis,sqlite")
@@ -155,11 +168,11 @@ def main(argv: list[str] | None = None) -> int:
                 for n in procs:
                     if store == "redis":
                         url = f"{redis_url}?prefix=bench-{n}:"
-                        rows.append(measure("redis", url, redis_url, n, args.seconds))
+                        rows.append(measure("redis", url, redis_url, n, args.seconds, args.repeat))
                     else:
                         url = f"sqlite:///{Path(tmp) / f'ledger-{n}.db'}"
                         base = str(Path(tmp) / f"baseline-{n}.db")
-                        rows.append(measure("sqlite", url, base, n, args.seconds))
+                        rows.append(measure("sqlite", url, base, n, args.seconds, args.repeat))
                     _print_row(rows[-1])
         finally:
             if valkey is not None:
@@ -168,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         summary: dict[str, Any] = {
             "benchmark": "leases",
             "seconds": args.seconds,
+            "repeat": args.repeat,
             "cpus": os.cpu_count(),
             "rows": [asdict(r) for r in rows],
         }
