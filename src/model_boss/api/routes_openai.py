@@ -36,7 +36,7 @@ def _json(data: Any, status: int = 200) -> Response:
 
 
 async def _raw(request: Request) -> dict[str, Any]:
-    data = orjson.loads(await request.body())
+    data = await request.json()  # FastAPI parsed it to validate it; Starlette keeps it
     assert isinstance(data, dict)  # validated by FastAPI already
     return data
 

@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from typing import Any
 
 import aiohttp
+import orjson
 from aiohttp.helpers import basicauth_from_netrc, get_env_proxy_for_url, netrc_from_env
 from yarl import URL
 
@@ -33,6 +34,20 @@ __all__ = ["RETRY_STATUSES", "UpstreamClient", "split_sse_events"]
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 KEEPALIVE_S = 3.0
 _EVENT_END = re.compile(rb"\r?\n\r?\n")
+
+
+def _dumps(body: Mapping[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(body)
+    except TypeError:  # what orjson refuses (ints over 64 bits, lone surrogates) json takes
+        return json.dumps(body).encode()
+
+
+def _loads(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:  # json's verdict (it takes NaN; its error is the same type)
+        return json.loads(raw)
 
 
 def split_sse_events(buffer: bytes) -> tuple[list[bytes], bytes]:
@@ -134,7 +149,7 @@ class UpstreamClient:
         """Send with retries; returns a 2xx response whose body is not read yet."""
         session = self._get_session()
         url = self.base_url + path
-        data = None if body is None else json.dumps(body).encode()
+        data = None if body is None else _dumps(body)
         headers = {} if body is None else {"Content-Type": "application/json"}
         if close:
             headers["Connection"] = "close"
@@ -183,7 +198,7 @@ class UpstreamClient:
     async def get_json(self, path: str, *, timeout_s: float | None = None) -> Any:
         response = await self._send("GET", path, None, self._timeout(timeout_s))
         try:
-            return json.loads(await response.read())
+            return _loads(await response.read())
         finally:
             response.release()
 
@@ -197,7 +212,7 @@ class UpstreamClient:
             raise UpstreamError(f"reading {self.base_url}{path} failed: {exc}") from None
         finally:
             response.release()
-        result = json.loads(raw)
+        result = _loads(raw)
         if not isinstance(result, dict):
             raise UpstreamError(f"{self.base_url}{path} answered {type(result).__name__}")
         return result
