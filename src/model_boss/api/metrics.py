@@ -62,6 +62,9 @@ class CoordinatorMetrics:
         )
         self._clients: set[str] = set()
         self._loads_seen = 0
+        # Labelled children, looked up once (labels() takes a lock and builds a key per call).
+        self._request_series: dict[tuple[str, str, bool], tuple[Counter, Histogram]] = {}
+        self._wait_series: dict[int, Histogram] = {}
 
     def _client(self, client: str) -> str:
         if client in self._clients or len(self._clients) < MAX_CLIENT_LABELS:
@@ -71,11 +74,20 @@ class CoordinatorMetrics:
 
     def observe_request(self, model: str, client: str, seconds: float, ok: bool) -> None:
         label = self._client(client)
-        self.requests.labels(model, label, "ok" if ok else "error").inc()
-        self.latency.labels(model, label).observe(seconds)
+        series = self._request_series.get((model, label, ok))
+        if series is None:
+            series = self._request_series[model, label, ok] = (
+                self.requests.labels(model, label, "ok" if ok else "error"),
+                self.latency.labels(model, label),
+            )
+        series[0].inc()
+        series[1].observe(seconds)
 
     def observe_dispatch(self, priority: int, wait_s: float) -> None:
-        self.queue_wait.labels(_priority_label(priority)).observe(wait_s)
+        series = self._wait_series.get(priority)
+        if series is None:
+            series = self._wait_series[priority] = self.queue_wait.labels(_priority_label(priority))
+        series.observe(wait_s)
 
     async def render(self) -> bytes:
         depth: dict[str, int] = {p.label: 0 for p in Priority}
