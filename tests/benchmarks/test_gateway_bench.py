@@ -36,6 +36,7 @@ def test_a_tiny_run_prints_a_table_and_one_json_object_last() -> None:
     assert len(result["load_average"]["before"]) == 3
     assert result["targets"] == {"added_p50_ms": 1.0, "added_p99_ms": 3.0}
     assert isinstance(result["targets_met"], bool)
+    assert isinstance(result["busy_machine"], bool)
     assert set(result["modes"]) == {"chat", "stream"}
     for mode in result["modes"].values():
         for path in ("direct", "coordinator"):
