@@ -15,9 +15,10 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from model_boss.api._disconnect import ClientGone, DisconnectWatch
+from model_boss.api._sse import EventStreamResponse
 from model_boss.api.errors import APIError
 from model_boss.api.protocol import X_FIELDS, QueueFields
 from model_boss.backends import Backend, BackendError, UnsupportedOperation, UpstreamError
@@ -297,7 +298,7 @@ class InferenceService:
                 service._observe(ctx, ok)
 
         state.service, state.ctx, state.ticket = self, ctx, ticket
-        return StreamingResponse(
+        return EventStreamResponse(
             body(),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
