@@ -8,6 +8,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from model_boss.api._route import JSONBodyRoute
 from model_boss.api.errors import APIError
 from model_boss.api.protocol import (
     ChatCompletionRequest,
@@ -22,7 +23,7 @@ from model_boss.api.service import InferenceService
 
 __all__ = ["router"]
 
-router = APIRouter()
+router = APIRouter(route_class=JSONBodyRoute)
 
 
 def _service(request: Request) -> InferenceService:
