@@ -344,3 +344,48 @@ async def test_a_stopped_redis_fails_calls_fast_instead_of_hanging(valkey_url: s
     finally:
         await store.close()
         own.stop()
+
+
+class HangingStore(MemoryStore):
+    """A memory store whose renewals never answer (a hung connection)."""
+
+    hang = False
+
+    async def renew(self, pool: str, lease_id: str, ttl_s: float):  # type: ignore[no-untyped-def]
+        if self.hang:
+            await asyncio.Event().wait()
+        return await super().renew(pool, lease_id, ttl_s)
+
+
+async def test_a_lease_is_fenced_at_its_deadline_even_while_a_renewal_hangs() -> None:
+    store = HangingStore()
+    async with GPUBoss(store=store, devices=[Device(0, 1000)], ttl_s=0.3) as boss:
+        lease = await boss.acquire(vram_mb=500, timeout=1)
+        store.hang = True
+        await asyncio.wait_for(lease.lost.wait(), timeout=2)
+        store.hang = False
+        await lease.release()
+
+
+class SlowGrantStore(MemoryStore):
+    """Commits the grant, then takes a while to answer (a slow network)."""
+
+    async def grant(self, req):  # type: ignore[no-untyped-def]
+        result = await super().grant(req)
+        await asyncio.sleep(0.5)
+        return result
+
+
+async def test_cancelling_an_acquire_mid_grant_gives_the_memory_back() -> None:
+    store = SlowGrantStore()
+    async with GPUBoss(store=store, devices=[Device(0, 1000)]) as boss:
+        task = asyncio.create_task(_take(boss, 800, Priority.NORMAL))
+        await asyncio.sleep(0.1)  # the store has committed the grant; the answer is on its way
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        for _ in range(100):
+            if (await boss.status()).pools[0].used_mb == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert (await boss.status()).pools[0].used_mb == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -102,3 +103,54 @@ async def test_scripts_are_loaded_again_after_a_script_flush(valkey_url: str) ->
         assert [p.capacity_mb for p in await store.pools()] == [100]
     finally:
         await store.close()
+
+
+async def test_a_late_reply_on_a_timed_out_connection_never_reaches_a_new_caller() -> None:
+    connections = 0
+    handlers: list[asyncio.Task[None]] = []
+
+    async def server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        mine = connections
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.append(task)
+        await reader.read(1 << 16)
+        if mine == 1:
+            await asyncio.sleep(0.6)  # answers only after the client gave up
+        writer.write(b"$11\r\nfrom-conn-%d\r\n" % mine)
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+            await reader.read(1 << 16)  # wait until the client hangs up
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+    srv = await asyncio.start_server(server, "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    conn = RespConnection(RespTarget(port=port), timeout_s=0.3, connect_timeout_s=2)
+    try:
+        with pytest.raises(TimeoutError):
+            await conn.call("GET", "a")
+        assert await conn.call("GET", "b") == b"from-conn-2"
+        await asyncio.sleep(0.5)  # connection 1's late reply arrives now, and is dropped
+        assert connections == 2
+    finally:
+        await conn.close()
+        srv.close()
+        await srv.wait_closed()
+        await asyncio.gather(*handlers)
+
+
+async def test_concurrent_first_calls_all_run_in_the_selected_database() -> None:
+    with ValkeyServer(password="pw") as url:
+        conn = RespConnection(
+            RespTarget.from_url(url.replace("/0", "/5")), timeout_s=5, connect_timeout_s=2
+        )
+        await asyncio.gather(*(conn.call("SET", f"k{i}", "1") for i in range(50)))
+        check = RespConnection(RespTarget.from_url(url), timeout_s=5, connect_timeout_s=2)
+        assert await check.call("DBSIZE") == 0  # nothing leaked into db 0
+        assert await conn.call("DBSIZE") == 50
+        await check.close()
+        await conn.close()

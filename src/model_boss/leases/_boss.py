@@ -30,7 +30,7 @@ from model_boss.errors import (
     RequestTooLarge,
     UnknownDevice,
 )
-from model_boss.leases._lease import Lease
+from model_boss.leases._lease import Lease, release_in_background
 from model_boss.leases._records import LeaseRequest, PoolStatus
 from model_boss.leases._store import LeaseStore, open_store
 from model_boss.priority import Priority, PriorityLike, parse_priority
@@ -220,7 +220,12 @@ class _Boss:
                         waiter_ttl_s=waiter_ttl,
                     )
                     sent = time.monotonic()
-                    result = await self._store.grant(req)
+                    try:
+                        result = await self._store.grant(req)
+                    except asyncio.CancelledError:
+                        # The store may still commit the grant: give it back, unawaited.
+                        release_in_background(self._store, pool, lease_id)
+                        raise
                     free[pool] = result.free_mb
                     if result.lease is not None:
                         if queued and pool != home:

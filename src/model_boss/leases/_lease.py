@@ -15,7 +15,7 @@ from model_boss.leases._records import LeaseRecord
 if TYPE_CHECKING:
     from model_boss.leases._store import LeaseStore
 
-__all__ = ["Lease"]
+__all__ = ["Lease", "release_in_background"]
 
 log = logging.getLogger("model_boss.leases")
 
@@ -56,6 +56,7 @@ class Lease:
         self._on_release = on_release
         self._heartbeat: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._fence_timer: asyncio.TimerHandle | None = None
         self._interval_s = ttl_s / 3
 
     # -- identity ---------------------------------------------------------------------
@@ -135,6 +136,22 @@ class Lease:
         if not self._released:
             loop = asyncio.get_running_loop()
             self._timer = loop.call_later(self._interval_s, self._due)
+            self._arm_fence()
+
+    def _arm_fence(self) -> None:
+        """Mark the lease lost at the local deadline even if no renewal ever comes back
+        (a hung store call, a stopped heartbeat): ``lost`` never waits for a reader."""
+        if self._fence_timer is not None:
+            self._fence_timer.cancel()
+        delay = max(0.0, self._valid_until - self._clock())
+        self._fence_timer = asyncio.get_running_loop().call_later(delay, self._fence_due)
+
+    def _fence_due(self) -> None:
+        self._fence_timer = None
+        if not self._released and self._clock() >= self._valid_until:
+            self._fence("not renewed in time")
+        elif not self._released:
+            self._arm_fence()
 
     def _due(self) -> None:
         self._timer = None
@@ -171,7 +188,7 @@ class Lease:
                 await self.renew()
             except LeaseLost:
                 return
-            except StoreUnavailable as exc:
+            except Exception as exc:  # store down, or anything unexpected: retry until fenced
                 log.warning("lease %s: renewal failed, retrying: %s", self.id, exc)
                 await asyncio.sleep(min(retry_s, max(0.0, self._valid_until - self._clock())))
                 continue
@@ -186,9 +203,10 @@ class Lease:
         if self._released:
             return
         self._released = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        for timer in (self._timer, self._fence_timer):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._fence_timer = None
         task, self._heartbeat = self._heartbeat, None
         if task is not None:
             task.cancel()
@@ -214,3 +232,11 @@ async def _release_surely(store: LeaseStore, pool: str, lease_id: str) -> None:
 
 
 _background: set[asyncio.Task[bool]] = set()
+
+
+def release_in_background(store: LeaseStore, pool: str, lease_id: str) -> None:
+    """Release ``lease_id`` without waiting (releasing is idempotent). For a grant whose
+    caller was cancelled while the store was still committing it."""
+    task = asyncio.get_running_loop().create_task(store.release(pool, lease_id))
+    _background.add(task)
+    task.add_done_callback(_background.discard)

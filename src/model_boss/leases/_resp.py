@@ -106,83 +106,119 @@ def parse(buf: bytes | bytearray, pos: int) -> tuple[Reply | RespError, int]:
 
 
 class _Protocol(asyncio.Protocol):
+    """One TCP (or unix) connection. It owns the replies it is waiting for, so a late
+    reply on an abandoned connection can never reach a caller of its successor."""
+
     def __init__(self, owner: RespConnection) -> None:
         self.owner = owner
         self.buf = bytearray()
+        self.pending: collections.deque[tuple[asyncio.Future[Reply], float]] = collections.deque()
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def send(self, args: tuple[object, ...]) -> asyncio.Future[Reply]:
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        if self.closed or self.transport is None:
+            future.set_exception(ConnectionResetError("the connection is closed"))
+            return future
+        self.pending.append((future, time.monotonic()))
+        self.transport.write(encode(args))
+        return future
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
         pos = 0
-        pending = self.owner.pending
         try:
             while pos < len(self.buf):
                 reply, pos = parse(self.buf, pos)
-                if pending:
-                    future, _ = pending.popleft()
-                    if not future.done():
-                        if isinstance(reply, RespError):
-                            future.set_exception(reply)
-                        else:
-                            future.set_result(reply)
+                if not self.pending:
+                    continue  # a reply nobody waits for: cannot happen on a sane server
+                future, _ = self.pending.popleft()
+                if not future.done():
+                    if isinstance(reply, RespError):
+                        future.set_exception(reply)
+                    else:
+                        future.set_result(reply)
         except _Incomplete:
             pass
         del self.buf[:pos]
 
+    def fail(self, exc: BaseException) -> None:
+        """Fail everything pending and drop the connection (idempotent)."""
+        self.closed = True
+        while self.pending:
+            future, _ = self.pending.popleft()
+            if not future.done():
+                future.set_exception(exc)
+        if self.transport is not None:
+            self.transport.abort()
+
     def connection_lost(self, exc: Exception | None) -> None:
-        self.owner.lost(exc or ConnectionResetError("connection closed by the server"))
+        self.fail(ConnectionResetError(str(exc) if exc else "connection closed by the server"))
+        self.owner.forget(self)
 
 
 class RespConnection:
-    """One connection; ``call()`` is safe from any number of concurrent coroutines."""
+    """One connection at a time; ``call()`` is safe from any number of concurrent
+    coroutines. A broken or timed-out connection is dropped with everything pending on
+    it, and the next call opens a new one (after AUTH and SELECT, before anyone else's
+    command can be written to it)."""
 
     def __init__(self, target: RespTarget, *, timeout_s: float, connect_timeout_s: float) -> None:
         self.target = target
         self.timeout_s = timeout_s
         self.connect_timeout_s = connect_timeout_s
-        self.pending: collections.deque[tuple[asyncio.Future[Reply], float]] = collections.deque()
-        self._transport: asyncio.Transport | None = None
+        self._proto: _Protocol | None = None
         self._connecting: asyncio.Lock | None = None
         self._watchdog: asyncio.TimerHandle | None = None
 
-    async def _connect(self) -> None:
+    async def _connect(self) -> _Protocol:
         if self._connecting is None:
             self._connecting = asyncio.Lock()
         async with self._connecting:
-            if self._transport is not None and not self._transport.is_closing():
-                return
+            if self._proto is not None and not self._proto.closed:
+                return self._proto
             loop = asyncio.get_running_loop()
             t = self.target
+            proto = _Protocol(self)
             async with asyncio.timeout(self.connect_timeout_s):
                 if t.path is not None:
-                    transport, _ = await loop.create_unix_connection(
-                        lambda: _Protocol(self), t.path
-                    )
+                    await loop.create_unix_connection(lambda: proto, t.path)
                 else:
                     context = ssl.create_default_context() if t.tls else None
-                    transport, _ = await loop.create_connection(
-                        lambda: _Protocol(self), t.host, t.port, ssl=context
-                    )
-            assert isinstance(transport, asyncio.Transport)
-            self._transport = transport
+                    await loop.create_connection(lambda: proto, t.host, t.port, ssl=context)
+            handshake = []
             if t.password is not None:
                 auth = ("AUTH", t.username, t.password) if t.username else ("AUTH", t.password)
-                await self._send(auth)
+                handshake.append(proto.send(auth))
             if t.db:
-                await self._send(("SELECT", t.db))
+                handshake.append(proto.send(("SELECT", t.db)))
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    for step in handshake:
+                        await step
+            except BaseException as exc:
+                proto.fail(exc if isinstance(exc, Exception) else ConnectionResetError("cancelled"))
+                raise
+            self._proto = proto
+            return proto
 
     async def call(self, *args: object) -> Reply:
-        if self._transport is None or self._transport.is_closing():
-            await self._connect()
-        return await self._send(args)
-
-    def _send(self, args: tuple[object, ...]) -> asyncio.Future[Reply]:
-        assert self._transport is not None
-        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        self.pending.append((future, time.monotonic()))
-        self._transport.write(encode(args))
+        proto = self._proto
+        if proto is None or proto.closed:
+            proto = await self._connect()
+        future = proto.send(args)
         if self._watchdog is None:
             self._arm()
-        return future
+        return await future
+
+    def forget(self, proto: _Protocol) -> None:
+        if self._proto is proto:
+            self._proto = None
 
     def _arm(self) -> None:
         self._watchdog = asyncio.get_running_loop().call_later(
@@ -191,30 +227,20 @@ class RespConnection:
 
     def _check(self) -> None:
         self._watchdog = None
-        if not self.pending:
+        proto = self._proto
+        if proto is None or not proto.pending:
             return
-        _, started = self.pending[0]
+        _, started = proto.pending[0]
         if time.monotonic() - started > self.timeout_s:
-            self.lost(TimeoutError(f"no reply within {self.timeout_s:g} s"))
-            if self._transport is not None:
-                self._transport.abort()
+            self.forget(proto)
+            proto.fail(TimeoutError(f"no reply within {self.timeout_s:g} s"))
             return
         self._arm()
-
-    def lost(self, exc: BaseException) -> None:
-        self._transport = None
-        while self.pending:
-            future, _ = self.pending.popleft()
-            if not future.done():
-                future.set_exception(
-                    ConnectionError(str(exc)) if not isinstance(exc, TimeoutError) else exc
-                )
 
     async def close(self) -> None:
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
-        transport, self._transport = self._transport, None
-        if transport is not None:
-            transport.close()
-        self.lost(ConnectionResetError("closed"))
+        proto, self._proto = self._proto, None
+        if proto is not None:
+            proto.fail(ConnectionResetError("closed"))

@@ -193,6 +193,9 @@ class SQLiteStore:
         self._retry(lambda: db.execute("BEGIN IMMEDIATE"))
         try:
             result = body(db)
+        except sqlite3.Error as exc:  # disk full, read-only file, I/O error...
+            db.execute("ROLLBACK")
+            raise StoreUnavailable(f"SQLite ledger {self._path}: {exc}") from exc
         except BaseException:
             db.execute("ROLLBACK")
             raise

@@ -113,7 +113,17 @@ class _SyncBoss:
 
     @contextmanager
     def _held(self, ctx: Any) -> Iterator[SyncLease]:
-        lease = SyncLease(self._runner.run(_await(ctx)), self._runner)
+        future = asyncio.run_coroutine_threadsafe(_await(ctx), self._runner.loop)
+        try:
+            granted = future.result()
+        except BaseException:
+            # Ctrl-C (or any error) while waiting: stop the acquire on the loop, and give
+            # back a lease it may have been granted meanwhile.
+            future.cancel()
+            if future.done() and not future.cancelled() and future.exception() is None:
+                self._runner.run(future.result().release())
+            raise
+        lease = SyncLease(granted, self._runner)
         try:
             yield lease
         finally:
