@@ -112,3 +112,8 @@ def test_process_monitor_sees_this_process() -> None:
     assert me.rss_mb > 0
     assert ProcessMonitor().process(2**22 + 999) is None
     assert len(ProcessMonitor().top(3)) == 3
+
+
+def test_without_per_process_data_only_memory_beyond_the_leases_is_foreign() -> None:
+    assert foreign_mb(GpuUsage(0, 24000, 10000, {}), set(), 8000) == 2000
+    assert foreign_mb(GpuUsage(0, 24000, 5000, {}), set(), 8000) == 0

@@ -389,3 +389,24 @@ async def test_cancelling_an_acquire_mid_grant_gives_the_memory_back() -> None:
                 break
             await asyncio.sleep(0.01)
         assert (await boss.status()).pools[0].used_mb == 0
+
+
+async def test_a_lease_holders_child_processes_are_not_foreign() -> None:
+    import os
+    import sys
+
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "import time; time.sleep(30)"
+    )
+    try:
+        # NVML: this process's child (a backend it started) uses 3000 MiB under our lease.
+        nvml = FakeNvml(GpuUsage(0, 10_000, 3000, {child.pid: 3000}))
+        async with GPUBoss("memory://children", [Device(0, 10_000)], host="h", nvml=nvml) as boss:
+            lease = await boss.acquire(vram_mb=3000, timeout=1)
+            assert lease.record.pid == os.getpid()
+            await boss.refresh_foreign()
+            assert (await boss.status()).pools[0].foreign_mb == 0
+            await lease.release()
+    finally:
+        child.kill()
+        await child.wait()

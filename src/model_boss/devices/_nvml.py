@@ -89,10 +89,16 @@ class NvmlProbe:
 def foreign_mb(usage: GpuUsage, lease_pids: Collection[int], leased_mb: int) -> int:
     """Memory in use on the GPU that no lease accounts for.
 
-    Processes that hold a lease are covered by their leases; everything else NVML sees
+    ``lease_pids`` are the processes covered by this host's leases (holders and their
+    descendants: a coordinator's lease covers the llama-server it started). Processes that
+    hold a lease are covered by their leases; everything else NVML sees
     in use (other processes, the driver's own reservations) is foreign. The result is
     never less than ``used - leased`` counted from processes without a lease.
     """
+    if not usage.per_process_mb:
+        # NVML cannot list processes (common in containers): whatever is used beyond the
+        # leases of this host is foreign.
+        return max(0, usage.used_mb - leased_mb)
     unleased_procs = sum(mb for pid, mb in usage.per_process_mb.items() if pid not in lease_pids)
     leased_procs = sum(mb for pid, mb in usage.per_process_mb.items() if pid in lease_pids)
     # Memory NVML attributes to no listed process (driver, contexts of other containers).

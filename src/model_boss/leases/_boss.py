@@ -272,6 +272,19 @@ class _Boss:
         return None
 
 
+def _with_descendants(pids: set[int]) -> set[int]:
+    """``pids`` and every process they started (a coordinator's backends use its leases)."""
+    import psutil
+
+    out = set(pids)
+    for pid in pids:
+        try:
+            out.update(child.pid for child in psutil.Process(pid).children(recursive=True))
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return out
+
+
 class LeaseContext:
     """What ``acquire()`` returns: ``async with`` it (released on exit, always), or
     ``await`` it for a :class:`Lease` you release yourself."""
@@ -355,7 +368,7 @@ class GPUBoss(_Boss):
             if usage is None or status is None:
                 continue
             mine = [lease for lease in status.leases if lease.host == self.host]
-            pids = {lease.pid for lease in mine}
+            pids = _with_descendants({lease.pid for lease in mine})
             await self._store.set_foreign(
                 pool, foreign_mb(usage, pids, sum(lease.mb for lease in mine))
             )
