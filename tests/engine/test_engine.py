@@ -179,3 +179,26 @@ async def test_a_lost_lease_stops_the_backend_before_the_slot_is_forgotten() -> 
         assert eng.model_state("a") != "ready"
     finally:
         await eng.stop()
+
+
+async def test_a_busy_slot_asked_for_memory_gives_it_back_once_idle() -> None:
+    url = f"memory://busy-preempt-{secrets.token_hex(4)}"
+    boss = GPUBoss(url, [Device(0, 10_000)], host="t", ttl_s=0.6)
+    eng = Engine([model("a", 6000)], SlotLedger(boss, None), config=SchedulerConfig())
+    await eng.start()
+    try:
+        ticket = eng.submit("a")
+        await asyncio.wait_for(ticket.future, 5)  # the slot is busy with this request
+        async with GPUBoss(url, [Device(0, 10_000)], host="t", holder="other") as other:
+            waiter = asyncio.create_task(
+                other.acquire(vram_mb=8000, priority="high", timeout=10).__aenter__()
+            )
+            await asyncio.sleep(1.0)  # asked while busy: nothing may be evicted yet
+            assert not waiter.done()
+            assert eng.model_state("a") == "ready"
+            eng.finish(ticket)  # idle now: asked again, and evicted
+            lease = await asyncio.wait_for(waiter, 5)
+            assert eng.model_state("a") == "unloaded"
+            await lease.release()
+    finally:
+        await eng.stop()

@@ -100,6 +100,7 @@ class Ticket:
     loaded_at: float | None = None
     was_cold: bool = False
     done: bool = False
+    slot_id: int | None = None
 
     def timings(self, now: float) -> dict[str, float]:
         """Seconds spent waiting in the queue (of which loading the model), and in all."""
@@ -216,6 +217,16 @@ class Engine:
             self._tickets.pop(ticket.request_id, None)
             if ticket.dispatched_at is not None:
                 self._post(RequestDone(self._clock(), ticket.request_id, ok))
+                self._ask_again_if_preempted(ticket.slot_id)
+
+    def _ask_again_if_preempted(self, slot_id: int | None) -> None:
+        """A slot that was busy when its lease was asked back may be idle now: ask again."""
+        rt = self._slots.get(slot_id) if slot_id is not None else None
+        if rt is None:
+            return
+        for lease in rt.leases:
+            if lease.preempted.is_set() and not lease.lost.is_set():
+                self._post(PreemptAsked(self._clock(), lease.pool, lease.mb, 1))
 
     def cancel(self, ticket: Ticket) -> None:
         """The client went away: leave the queue now, or abort the running request."""
@@ -373,6 +384,7 @@ class Engine:
                 self._post(RequestDone(self._clock(), effect.request_id, False))
                 return
             ticket.dispatched_at = self._clock()
+            ticket.slot_id = effect.slot_id
             ticket.loaded_at = rt.ready_at
             ticket.future.set_result(rt.backend)
         elif isinstance(effect, Reject):
@@ -425,6 +437,7 @@ class Engine:
             for lease in rt.leases:
                 await lease.release()
             rt.leases.clear()
+            self._slots.pop(rt.slot_id, None)
             self._post(LeaseDenied(self._clock(), rt.slot_id, str(exc)))
             return
         for lease in rt.leases:
@@ -432,15 +445,18 @@ class Engine:
         self._post(LeaseGranted(self._clock(), rt.slot_id, rt.leases[0].token))
 
     async def _watch(self, rt: _SlotRuntime, lease: Lease) -> None:
-        """Turn a holder's view of its lease into scheduler events."""
+        """Turn a holder's view of its lease into scheduler events, for the lease's whole
+        life: a preemption request (asked again each time the slot goes idle, see
+        :meth:`finish`), and a lost lease (the backend must stop: the memory may be
+        someone else's already)."""
         preempted = asyncio.ensure_future(lease.preempted.wait())
         lost = asyncio.ensure_future(lease.lost.wait())
         try:
             done, _ = await asyncio.wait({preempted, lost}, return_when=asyncio.FIRST_COMPLETED)
-            if lost in done:
-                self._post(SlotFailed(self._clock(), rt.slot_id, "lease lost: memory fenced"))
-            else:
+            if preempted in done and lost not in done:
                 self._post(PreemptAsked(self._clock(), lease.pool, lease.mb, 1))
+                await lost
+            self._post(SlotFailed(self._clock(), rt.slot_id, "lease lost: memory fenced"))
         finally:
             preempted.cancel()
             lost.cancel()
@@ -497,9 +513,10 @@ class Engine:
     async def _release(self, rt: _SlotRuntime) -> None:
         for task in rt.watchers:
             task.cancel()
-        if rt.backend is not None and rt.backend.state.value not in ("stopped", "failed"):
+        if rt.backend is not None and rt.backend.state.value != "stopped":
             # A slot that failed without its process dying (its lease was lost): the
-            # memory goes back only once the process is gone.
+            # memory goes back only once the process is gone. A crashed backend is
+            # stopped too, so that its HTTP session is closed.
             try:
                 await rt.backend.stop()
             except Exception:
