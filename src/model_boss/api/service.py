@@ -8,6 +8,7 @@ client, calls the backend, and adds the timing metrics.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from starlette.responses import Response
 
 from model_boss.api._disconnect import ClientGone, DisconnectWatch
 from model_boss.api._sse import EventStreamResponse
-from model_boss.api.errors import APIError
+from model_boss.api.errors import APIError, error_body
 from model_boss.api.protocol import X_FIELDS, QueueFields
 from model_boss.backends import Backend, BackendError, UnsupportedOperation, UpstreamError
 from model_boss.engine import Engine, EngineModel, RequestRejected, Ticket
@@ -214,30 +215,25 @@ class InferenceService:
         try:
             ticket, backend = await self.acquire(request, ctx, watch)
             t0 = time.perf_counter()
-            ok = False
+            ok = gone = False
             try:
                 task = asyncio.ensure_future(invoke(backend))
                 try:
                     body: dict[str, Any] = await watch.race(task)
                 except ClientGone:
+                    gone = True
                     task.cancel()
-                    self.engine.cancel(ticket)
-                    raise APIError(
-                        499, "the client closed the request", code="client_closed"
-                    ) from None
+                    self.engine.cancel(ticket)  # aborts upstream, frees the slot
+                    raise
                 ok = True
-            except (UnsupportedOperation, NotImplementedError) as exc:
-                raise APIError(400, str(exc), code="unsupported_operation") from None
-            except UpstreamError as exc:
-                raise APIError(502, f"the backend failed: {exc}", code="backend_error") from None
-            except BackendError as exc:
-                raise APIError(
-                    503, f"the backend is not available: {exc}", code="backend_error"
-                ) from None
+            except BaseException as exc:
+                raise _as_api_error(exc) from None
             finally:
                 self.engine.finish(ticket, ok)
                 self._observe(ctx, ok)
-                if not ok:
+                if gone:
+                    self.clients[ctx.client].cancelled += 1
+                elif not ok:
                     self.clients[ctx.client].errors += 1
         finally:
             watch.close()
@@ -253,47 +249,52 @@ class InferenceService:
     ) -> Response:
         """Queue, then open the backend stream and wait for its first event before answering,
         so that an upstream error still gets a proper status. Then pass the events through
-        as they come. If the client goes away, Starlette cancels the body: the upstream
-        stream is closed (generation stops) and the slot is freed."""
+        as they come. If the client goes away, the body is cancelled: the upstream stream is
+        closed (generation stops) and the slot is freed. An upstream failure mid-stream
+        ends the stream with an error event in the OpenAI shape."""
         watch = DisconnectWatch(request)
         try:
             ticket, backend = await self.acquire(request, ctx, watch)
             state = StreamState(started=time.perf_counter())
-            chunks = open_chunks(backend)
+            chunks: AsyncIterator[bytes] | None = None
+            first_task: asyncio.Future[bytes] | None = None
             try:
-                first = await watch.race(asyncio.ensure_future(anext(chunks)))
+                chunks = open_chunks(backend)  # may raise at once (unsupported, not running)
+                first_task = asyncio.ensure_future(anext(chunks))
+                first = await watch.race(first_task)
             except StopAsyncIteration:
                 first = b""
             except BaseException as exc:
-                await _close(chunks)
-                if isinstance(exc, ClientGone):
-                    self.engine.cancel(ticket)
-                else:
-                    self.engine.finish(ticket, False)
-                self._observe(ctx, False)
+                await self._abandon(ctx, ticket, chunks, first_task, exc)
                 raise _as_api_error(exc) from None
         finally:
             watch.close()
+        assert chunks is not None
+        stream: AsyncIterator[bytes] = chunks
         state.first_at = time.perf_counter()
         service = self
+        responses = wrap is not None
 
         async def passthrough() -> AsyncIterator[bytes]:
             if first:
                 yield first
-            async for chunk in chunks:
+            async for chunk in stream:
                 yield chunk
 
         async def body() -> AsyncIterator[bytes]:
             ok = False
             source = passthrough()
             try:
-                async for chunk in wrap(source, state) if wrap is not None else source:
-                    if b'"usage"' in chunk and chunk.startswith(b"data: {"):
-                        state.usage = _usage_of(chunk) or state.usage
-                    yield chunk
-                ok = True
+                try:
+                    async for chunk in wrap(source, state) if wrap is not None else source:
+                        if b'"usage"' in chunk and chunk.startswith(b"data: {"):
+                            state.usage = _usage_of(chunk) or state.usage
+                        yield chunk
+                    ok = True
+                except (BackendError, OSError) as exc:  # the upstream broke off mid-stream
+                    yield _error_event(_as_api_error(exc), responses)
             finally:
-                await _close(chunks)
+                await _close(stream)
                 service.engine.finish(ticket, ok)
                 service._observe(ctx, ok)
 
@@ -303,6 +304,32 @@ class InferenceService:
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
+
+    async def _abandon(
+        self,
+        ctx: RequestContext,
+        ticket: Ticket,
+        chunks: AsyncIterator[bytes] | None,
+        first_task: asyncio.Future[bytes] | None,
+        exc: BaseException,
+    ) -> None:
+        """A stream that failed (or whose client left) before its first event: stop reading,
+        close the upstream, and free the slot whatever happens while closing."""
+        try:
+            if first_task is not None and not first_task.done():
+                first_task.cancel()
+                await asyncio.wait({first_task})
+            if chunks is not None:
+                with contextlib.suppress(Exception):  # must not keep the slot busy
+                    await _close(chunks)
+        finally:
+            if isinstance(exc, (ClientGone, asyncio.CancelledError)):
+                self.engine.cancel(ticket)
+                self.clients[ctx.client].cancelled += 1
+            else:
+                self.engine.finish(ticket, False)
+                self.clients[ctx.client].errors += 1
+            self._observe(ctx, False)
 
     def _observe(self, ctx: RequestContext, ok: bool) -> None:
         elapsed = time.perf_counter() - ctx.started
@@ -339,10 +366,39 @@ def _as_api_error(exc: BaseException) -> BaseException:
     if isinstance(exc, (UnsupportedOperation, NotImplementedError)):
         return APIError(400, str(exc), code="unsupported_operation")
     if isinstance(exc, UpstreamError):
+        if exc.status is not None and 400 <= exc.status < 500 and exc.status != 429:
+            # The request itself was refused upstream (e.g. context exceeded): the
+            # client's fault, so not a 5xx that clients would retry.
+            return APIError(exc.status, _upstream_message(exc), code="upstream_rejected")
         return APIError(502, f"the backend failed: {exc}", code="backend_error")
     if isinstance(exc, BackendError):
         return APIError(503, f"the backend is not available: {exc}", code="backend_error")
+    if isinstance(exc, OSError):
+        return APIError(502, f"the backend connection failed: {exc}", code="backend_error")
     return exc
+
+
+def _upstream_message(exc: UpstreamError) -> str:
+    try:
+        data = orjson.loads(exc.body)
+    except orjson.JSONDecodeError:
+        return exc.body[:2000] or str(exc)
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict) and error.get("message"):
+        return str(error["message"])
+    return exc.body[:2000]
+
+
+def _error_event(exc: BaseException, responses: bool) -> bytes:
+    """The last event of a stream that broke off: OpenAI's error shape (chat and
+    completions streams), or a Responses ``error`` event."""
+    status = exc.status if isinstance(exc, APIError) else 502
+    message = exc.message if isinstance(exc, APIError) else str(exc)
+    code = exc.code if isinstance(exc, APIError) else "backend_error"
+    if responses:
+        data = {"type": "error", "code": code, "message": message, "param": None}
+        return b"event: error\ndata: " + orjson.dumps(data) + b"\n\n"
+    return b"data: " + orjson.dumps(error_body(status, message, code)) + b"\n\n"
 
 
 def _reject_code(status: int) -> str:
