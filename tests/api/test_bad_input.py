@@ -131,3 +131,23 @@ async def test_remote_models_need_allow_remote() -> None:
             body = {"model": "remote", "messages": [{"role": "user", "content": "hi"}]}
             r = await http.post("/v1/chat/completions", json=body)
             assert_openai_error(r, 403, "remote_not_allowed")
+
+
+async def test_an_oversized_chunked_body_is_a_413_too() -> None:
+    async with Server(make_engine([sim_model("a")]), max_body_bytes=1000) as server:
+        async with httpx.AsyncClient(base_url=server.url) as http:
+
+            async def chunks() -> Any:
+                yield b'{"model": "a", "messages": [{"role": "user", "content": "'
+                for _ in range(10):
+                    yield b"x" * 500
+                yield b'"}]}'
+
+            r = await http.post(
+                "/v1/chat/completions",
+                content=chunks(),
+                headers={"content-type": "application/json"},
+            )
+            assert_openai_error(r, 413, "body_too_large")
+            small = {"model": "a", "messages": [{"role": "user", "content": "hi"}]}
+            assert (await http.post("/v1/chat/completions", json=small)).status_code == 200

@@ -202,3 +202,19 @@ async def test_a_busy_slot_asked_for_memory_gives_it_back_once_idle() -> None:
             await lease.release()
     finally:
         await eng.stop()
+
+
+async def test_the_ledger_lists_each_pool_once_with_gpu_and_ram_bosses_on_one_ledger() -> None:
+    from model_boss import RAMBoss
+
+    url = f"memory://both-{secrets.token_hex(4)}"
+    ledger = SlotLedger(
+        GPUBoss(url, [Device(0, 1000)], host="t"), RAMBoss(url, total_mb=2000, host="t")
+    )
+    await ledger.connect()
+    assert ledger.ram is not None
+    await ledger.ram.connect()  # e.g. another program takes RAM leases on this ledger
+    try:
+        assert [p.pool for p in await ledger.status()] == ["t:gpu0", "t:ram"]
+    finally:
+        await ledger.close()

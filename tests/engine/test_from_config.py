@@ -50,3 +50,10 @@ def test_the_default_manifest_serves_the_demo_model_once_pulled(tmp_path: Path) 
 def test_demo_model_is_in_the_cache() -> None:
     # `make setup` fetches it; the e2e tests serve it.
     assert (models_dir() / DEMO_MODEL_FILE).stat().st_size > 50_000_000
+
+
+def test_embedding_models_are_started_for_embeddings() -> None:
+    settings = load_settings(EXAMPLES / "manifest.yaml", env={})
+    by_id = {m.model_id: m for m in engine_models(settings)}
+    assert by_id["nomic-embed"].entry["llama_server"]["embeddings"] is True
+    assert "embeddings" not in by_id["smollm2-135m"].entry.get("llama_server", {})

@@ -146,9 +146,6 @@ class AdminService:
         return {"id": model_id, "state": self.engine.model_state(model_id)}
 
     async def memory(self) -> dict[str, Any]:
-        pools: list[dict[str, Any]] = []
-        for boss in (self.engine.ledger.gpu, self.engine.ledger.ram):
-            if boss is not None:
-                pools.extend(p.to_dict() for p in (await boss.status()).pools)
+        pools = [p.to_dict() for p in await self.engine.ledger.status()]
         estimates = {mid: m.vram_mb for mid, m in self.engine.scheduler.models.items()}
         return {"pools": pools, "model_estimates_mb": estimates}

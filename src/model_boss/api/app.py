@@ -11,7 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from model_boss.api.admin import AdminService
 from model_boss.api.auth import KeyCheck
-from model_boss.api.errors import APIError, error_body, install_error_handlers
+from model_boss.api.errors import error_body, install_error_handlers
 from model_boss.api.metrics import CoordinatorMetrics
 from model_boss.api.routes_admin import router as admin_router
 from model_boss.api.routes_openai import router as openai_router
@@ -22,6 +22,7 @@ from model_boss.engine import Engine
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app"]
 
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+DRAIN_LIMIT_BYTES = 256 * 1024 * 1024  # past this, an oversized upload is just cut off
 
 
 def create_app(
@@ -94,17 +95,46 @@ class BodyLimit:
                     await _refuse(send, self.max_bytes)
                     return
         seen = 0
+        cut = started = False
+        more = True
 
         async def limited() -> Message:
-            nonlocal seen
+            # A chunked body has no Content-Length: count it as it arrives, and past the
+            # limit tell the app the client is gone (it stops reading), then answer 413.
+            nonlocal seen, cut, more
             message = await receive()
             if message["type"] == "http.request":
+                more = bool(message.get("more_body", False))
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise APIError(413, f"request body larger than {self.max_bytes} bytes")
+                    cut = True
+                    return {"type": "http.disconnect"}
             return message
 
-        await self.app(scope, limited, send)
+        async def guarded(message: Message) -> None:
+            nonlocal started
+            if cut:
+                return  # the app's answer to a body we cut off: ours goes out instead
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited, guarded)
+        except Exception:
+            if not cut:
+                raise
+        if cut and not started:
+            # Read what the client is still sending (up to a bound), or it would see the
+            # connection reset instead of the answer.
+            drained = seen
+            while more and drained < DRAIN_LIMIT_BYTES:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                more = bool(message.get("more_body", False))
+                drained += len(message.get("body", b""))
+            await _refuse(send, self.max_bytes)
 
 
 async def _refuse(send: Send, max_bytes: int) -> None:

@@ -62,6 +62,7 @@ class CoordinatorMetrics:
         )
         self._clients: set[str] = set()
         self._loads_seen = 0
+        self._depth_labels: set[str] = set()
         # Labelled children, looked up once (labels() takes a lock and builds a key per call).
         self._request_series: dict[tuple[str, str, bool], tuple[Counter, Histogram]] = {}
         self._wait_series: dict[int, Histogram] = {}
@@ -90,12 +91,15 @@ class CoordinatorMetrics:
         series.observe(wait_s)
 
     async def render(self) -> bytes:
-        depth: dict[str, int] = {p.label: 0 for p in Priority}
+        # Every label ever shown goes back to 0 when its class has emptied.
+        depth: dict[str, int] = dict.fromkeys(self._depth_labels, 0)
+        depth.update({p.label: 0 for p in Priority})
         for item in self.engine.queue_snapshot():
             label = _priority_label(int(item["priority"]))
             depth[label] = depth.get(label, 0) + 1
         for label, n in depth.items():
             self.queue_depth.labels(label).set(n)
+        self._depth_labels = set(depth)
         counters = self.engine.counters
         self.loads.set(counters["loads"])
         self.load_failures.set(counters["load_failures"])
@@ -103,10 +107,7 @@ class CoordinatorMetrics:
         for seconds in self.engine.load_seconds[self._loads_seen :]:
             self.load_time.observe(seconds)
         self._loads_seen = len(self.engine.load_seconds)
-        for boss in (self.engine.ledger.gpu, self.engine.ledger.ram):
-            if boss is None:
-                continue
-            for pool in (await boss.status()).pools:
-                self.leased.labels(pool.pool).set(pool.used_mb)
-                self.capacity.labels(pool.pool).set(pool.capacity_mb)
+        for pool in await self.engine.ledger.status():
+            self.leased.labels(pool.pool).set(pool.used_mb)
+            self.capacity.labels(pool.pool).set(pool.capacity_mb)
         return generate_latest(self.registry)

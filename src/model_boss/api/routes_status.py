@@ -69,10 +69,7 @@ async def pool_status(request: Request) -> Response:
 @router.get("/api/v1/gpu/status", summary="Memory pools as the lease ledger sees them")
 async def gpu_status(request: Request) -> Response:
     engine = _service(request).engine
-    pools: list[dict[str, Any]] = []
-    for boss in (engine.ledger.gpu, engine.ledger.ram):
-        if boss is not None:
-            pools.extend(p.to_dict() for p in (await boss.status()).pools)
+    pools = [p.to_dict() for p in await engine.ledger.status()]
     gpus = [p for p in pools if ":gpu" in p["pool"]]
     return _json({"gpus": gpus, "pools": pools, "ledger": engine.ledger.url})
 

@@ -34,8 +34,11 @@ def _entry(spec: ModelSpec) -> dict[str, Any]:
         value = getattr(spec, key)
         if value is not None:
             entry[key] = value
-    if spec.options:
-        entry[backend_table(spec.backend)] = dict(spec.options)
+    options = dict(spec.options)
+    if spec.category == "embedding" and spec.backend in ("llama_server", "vllm_serve"):
+        options.setdefault("embeddings", True)  # serve /v1/embeddings, not chat
+    if options:
+        entry[backend_table(spec.backend)] = options
     return entry
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from model_boss.leases import GPUBoss, Lease, RAMBoss
+from model_boss.leases import GPUBoss, Lease, PoolStatus, RAMBoss
 from model_boss.scheduling import PoolSpec
 
 __all__ = ["SlotLedger"]
@@ -44,6 +44,19 @@ class SlotLedger:
     @property
     def pools(self) -> list[PoolSpec]:
         return list(self._specs)
+
+    async def status(self) -> list[PoolStatus]:
+        """Every pool of the ledger, once (the GPU and RAM bosses share one ledger, and
+        may be separate ledgers too: pools are merged by name)."""
+        seen: dict[str, PoolStatus] = {}
+        urls: set[str] = set()
+        for boss in (self.gpu, self.ram):
+            if boss is None or boss.url in urls:
+                continue
+            urls.add(boss.url)
+            for pool in (await boss.status()).pools:
+                seen.setdefault(pool.pool, pool)
+        return [seen[name] for name in sorted(seen)]
 
     def gpu_index(self, pool: str) -> int | None:
         target = self._targets.get(pool)
