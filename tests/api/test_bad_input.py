@@ -151,3 +151,13 @@ async def test_an_oversized_chunked_body_is_a_413_too() -> None:
             assert_openai_error(r, 413, "body_too_large")
             small = {"model": "a", "messages": [{"role": "user", "content": "hi"}]}
             assert (await http.post("/v1/chat/completions", json=small)).status_code == 200
+
+
+async def test_admin_keys_alone_guard_only_the_admin_endpoints() -> None:
+    async with Server(make_engine([sim_model("a")]), admin_keys=["admin-key"]) as server:
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            body = {"model": "a", "messages": [{"role": "user", "content": "hi"}]}
+            assert (await http.post("/v1/chat/completions", json=body)).status_code == 200
+            assert_openai_error(await http.get("/v1/admin/models"), 401)
+            admin = {"Authorization": "Bearer admin-key"}
+            assert (await http.get("/v1/admin/models", headers=admin)).status_code == 200

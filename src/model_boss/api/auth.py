@@ -14,7 +14,8 @@ __all__ = ["KeyCheck"]
 
 class KeyCheck:
     """``api_keys`` may call inference and status endpoints; ``admin_keys`` also the admin
-    endpoints. When any key is configured, admin endpoints need an admin key."""
+    endpoints. With API keys set, inference and status need one (or an admin key); with
+    any key set, admin endpoints need an admin key. ``/health`` and ``/metrics`` are open."""
 
     def __init__(self, api_keys: Sequence[str] = (), admin_keys: Sequence[str] = ()) -> None:
         self.api_keys = tuple(k for k in api_keys if k)
@@ -35,7 +36,7 @@ class KeyCheck:
         return any(hmac.compare_digest(token.encode(), key.encode()) for key in keys)
 
     def user(self, request: Request) -> None:
-        if not self.enabled:
+        if not self.api_keys:  # only admin keys set: inference and status stay open
             return
         token = self._bearer(request)
         if token is None:
