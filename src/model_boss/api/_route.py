@@ -61,7 +61,10 @@ class JSONBodyRoute(APIRoute):
                 data = await request.json()  # kept by Starlette: the endpoint reads it too
             except Exception:  # unreadable (too large) or not JSON: FastAPI answers it
                 return await general(request)
-            value, errors = field.validate(data, {}, loc=("body",))
+            try:
+                value, errors = field.validate(data, {}, loc=("body",))
+            except Exception:  # FastAPI's internals moved: its own handler still works
+                return await general(request)
             if errors:
                 return await general(request)  # FastAPI's validation answer
             response = await endpoint(**{request_name: request, body_name: value})
