@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -33,6 +34,7 @@ class Upstream:
     base_url: str
     bodies: list[dict[str, Any]] = field(default_factory=list)
     fail_next: list[int] = field(default_factory=list)
+    peers: list[Any] = field(default_factory=list)
 
 
 def _unauthorised(request: web.Request) -> web.Response | None:
@@ -57,6 +59,8 @@ async def upstream() -> AsyncIterator[Upstream]:
             return denied
         body = await request.json()
         state.bodies.append(body)
+        assert request.transport is not None
+        state.peers.append(request.transport.get_extra_info("peername"))
         if state.fail_next:
             return web.json_response({"error": "busy"}, status=state.fail_next.pop(0))
         if not body.get("stream"):
@@ -70,6 +74,8 @@ async def upstream() -> AsyncIterator[Upstream]:
             data = b"data: " + json.dumps(chunk).encode() + b"\n\n"
             await response.write(data[:7])
             await response.write(data[7:])
+            if body.get("slow"):
+                await asyncio.sleep(0.2)
         await response.write(b"data: [DONE]\n\n")
         return response
 
@@ -248,3 +254,23 @@ async def test_an_unreachable_upstream_is_an_upstream_error(
 def test_bad_remote_values_are_config_errors(remote: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         OpenAIRemoteOptions.from_manifest("m", {"openai_remote": remote})
+
+
+async def test_a_stream_read_to_the_end_keeps_its_connection_an_abandoned_one_closes_it(
+    upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(KEY_ENV, KEY)
+    backend = create_backend("openai_remote", "frontier", remote_entry(upstream))
+    await backend.start()
+    try:
+        body = {"messages": [{"role": "user", "content": "hi"}], "stream": True}
+        for _ in range(2):
+            assert [c async for c in backend.chat_stream(body)][-1] == b"data: [DONE]\n\n"
+        assert upstream.peers[0] == upstream.peers[1]  # the pooled connection was reused
+        stream = backend.chat_stream({**body, "slow": True})
+        await anext(stream)
+        await stream.aclose()  # type: ignore[attr-defined]  # the client left mid-stream
+        assert [c async for c in backend.chat_stream(body)]
+        assert upstream.peers[3] != upstream.peers[2]  # the abandoned connection was closed
+    finally:
+        await backend.stop()
