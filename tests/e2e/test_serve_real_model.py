@@ -3,12 +3,8 @@ through a real llama-server, driven by the official openai client."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import openai
@@ -17,7 +13,7 @@ import pytest
 
 from model_boss.backends import models_dir
 from model_boss.backends._demo_model import DEMO_MODEL_FILE
-from model_boss.testing import free_port
+from tests.e2e.conftest import start_coordinator
 
 pytestmark = pytest.mark.slow
 
@@ -26,29 +22,7 @@ pytestmark = pytest.mark.slow
 def coordinator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     assert (models_dir() / DEMO_MODEL_FILE).is_file(), "run `make setup` to fetch the demo model"
     state = tmp_path_factory.mktemp("state")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MODEL_BOSS_", "REDIS_URL"))}
-    env["MODEL_BOSS_STATE_DIR"] = str(state)
-    exe = Path(sys.executable).with_name("model-boss")
-    proc = subprocess.Popen(
-        [str(exe), "serve", "--port", str(port), "--log-level", "warning"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"model-boss serve did not start: {proc.communicate()[0]}")
-        time.sleep(0.05)
+    proc, url = start_coordinator(state, "--log-level", "warning")
     try:
         yield url
         slots = httpx.get(f"{url}/v1/pool/status").json()["slots"]

@@ -5,12 +5,8 @@ and a HIGH request queued behind LOW ones runs first."""
 from __future__ import annotations
 
 import concurrent.futures
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,7 +15,7 @@ import yaml
 
 from model_boss.backends import models_dir
 from model_boss.backends._demo_model import DEMO_MODEL_FILE
-from model_boss.testing import free_port
+from tests.e2e.conftest import start_coordinator
 
 pytestmark = pytest.mark.slow
 
@@ -49,30 +45,10 @@ def coordinator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             }
         )
     )
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MODEL_BOSS_", "REDIS_URL"))}
     # One declared 1500 MiB GPU: the pinned 500 plus one of the two 600s.
-    env.update(MODEL_BOSS_STATE_DIR=str(state), MODEL_BOSS_DEVICES="1500")
-    exe = Path(sys.executable).with_name("model-boss")
-    proc = subprocess.Popen(
-        [str(exe), "serve", "--settings", str(manifest), "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    proc, url = start_coordinator(
+        state, "--settings", str(manifest), env={"MODEL_BOSS_DEVICES": "1500"}
     )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"model-boss serve did not start: {proc.communicate()[0]}")
-        time.sleep(0.05)
     try:
         yield url
     finally:
