@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from pathlib import Path
 
 import pytest
 
@@ -253,3 +254,54 @@ async def test_register_pool_updates_capacity(store: LeaseStore) -> None:
     await store.register_pool("h:gpu0", 20_000)
     assert (await store.grant(req(15_000))).lease is not None
     assert next(p for p in await store.pools() if p.pool == "h:gpu0").capacity_mb == 20_000
+
+
+async def test_sqlite_waits_for_another_writer_without_blocking_the_event_loop(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+    import threading
+
+    from model_boss.leases._sqlite import SQLiteStore
+
+    path = tmp_path / "ledger.db"
+    store = SQLiteStore(path)
+    await store.connect()
+    await store.register_pool("h:gpu0", 1000)
+    holding = threading.Event()
+    release = threading.Event()
+
+    def other_process_writes() -> None:
+        db = sqlite3.connect(path, isolation_level=None)
+        db.execute("BEGIN IMMEDIATE")  # holds the write lock
+        holding.set()
+        release.wait(5)
+        db.execute("COMMIT")
+        db.close()
+
+    writer = threading.Thread(target=other_process_writes)
+    writer.start()
+    assert holding.wait(5)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    tick_task = asyncio.create_task(ticker())
+    grant = asyncio.create_task(store.grant(req(100)))
+    await asyncio.sleep(0.3)
+    assert not grant.done()  # waiting for the lock...
+    assert ticks >= 10  # ...while the event loop kept running
+    release.set()
+    result = await asyncio.wait_for(grant, 5)
+    assert result.lease is not None
+    # Back to the fast path once the worker thread is idle.
+    assert (await store.grant(req(100))).lease is not None
+    tick_task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await tick_task
+    writer.join()
+    await store.close()

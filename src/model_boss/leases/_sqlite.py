@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import random
 import sqlite3
 import time
@@ -112,6 +113,15 @@ def _waiter(row: tuple[object, ...]) -> WaiterRecord:
     )
 
 
+def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[[], None]) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop is already closed: nothing to count
+        loop.call_soon_threadsafe(fn)
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
 def _create_schema(db: sqlite3.Connection) -> None:
     for statement in SCHEMA.split(";"):
         if statement.strip():
@@ -124,6 +134,7 @@ class SQLiteStore:
         self._clock = clock
         self._db: sqlite3.Connection | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._in_thread = 0  # transactions submitted to the worker thread, not yet done
 
     @property
     def url(self) -> str:
@@ -143,7 +154,9 @@ class SQLiteStore:
             return
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self._path, timeout=0, isolation_level=None)
+            db = sqlite3.connect(
+                self._path, timeout=0, isolation_level=None, check_same_thread=False
+            )
             self._db = db
             self._retry(lambda: db.execute("PRAGMA journal_mode=WAL").fetchone())
             db.execute("PRAGMA synchronous=NORMAL")
@@ -164,10 +177,54 @@ class SQLiteStore:
             self._db.close()
             self._db = None
 
+    async def _op(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        """One transaction. Fast path: when no transaction of this process is with the
+        worker thread and the write lock is free (the usual case), run it right here,
+        inline, with no ``await`` in between, so nothing else can touch the connection
+        meanwhile. Otherwise hand it, with its retries, to the one worker thread, which
+        runs transactions one after another, so the event loop never blocks on a lock
+        held by another process."""
+        db = self._db
+        if db is None:
+            raise StoreUnavailable("the SQLite ledger is not connected (call connect())")
+        if self._in_thread:
+            return await self._run(lambda: self._write(body))
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if not _busy(exc):
+                raise StoreUnavailable(f"SQLite ledger {self._path}: {exc}") from exc
+            return await self._run(lambda: self._write(body))
+        try:
+            result = body(db)
+        except sqlite3.Error as exc:
+            db.execute("ROLLBACK")
+            raise StoreUnavailable(f"SQLite ledger {self._path}: {exc}") from exc
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        try:
+            db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if not _busy(exc):
+                raise StoreUnavailable(f"SQLite ledger {self._path}: {exc}") from exc
+            await self._run(lambda: self._retry(lambda: db.execute("COMMIT")))
+        return result
+
     async def _run(self, fn: Callable[[], T]) -> T:
         if self._executor is None:
             raise StoreUnavailable("the SQLite ledger is not connected (call connect())")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+        loop = asyncio.get_running_loop()
+        job = self._executor.submit(fn)
+        # Counted until the thread is done with it, even if the caller stops waiting:
+        # until then the connection is the thread's, and later transactions queue
+        # behind it there instead of running inline.
+        self._in_thread += 1
+        job.add_done_callback(lambda _: _call_soon(loop, self._thread_done))
+        return await asyncio.wrap_future(job)
+
+    def _thread_done(self) -> None:
+        self._in_thread -= 1
 
     def _retry(self, fn: Callable[[], T]) -> T:
         deadline = time.monotonic() + LOCK_WAIT_S
@@ -176,7 +233,7 @@ class SQLiteStore:
             try:
                 return fn()
             except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
+                if not _busy(exc):
                     raise StoreUnavailable(f"SQLite ledger {self._path}: {exc}") from exc
                 if time.monotonic() > deadline:
                     raise StoreUnavailable(
@@ -243,14 +300,14 @@ class SQLiteStore:
                 (pool, capacity_mb),
             )
 
-        await self._run(lambda: self._write(body))
+        await self._op(body)
 
     async def set_foreign(self, pool: str, mb: int) -> None:
         def body(db: sqlite3.Connection) -> None:
             self._pool_row(db, pool)
             db.execute("UPDATE pools SET foreign_mb = ? WHERE name = ?", (max(0, mb), pool))
 
-        await self._run(lambda: self._write(body))
+        await self._op(body)
 
     async def grant(self, req: LeaseRequest) -> GrantResult:
         def body(db: sqlite3.Connection) -> GrantResult:
@@ -322,7 +379,7 @@ class SQLiteStore:
                     )
             return GrantResult(None, free, ahead)
 
-        return await self._run(lambda: self._write(body))
+        return await self._op(body)
 
     async def renew(self, pool: str, lease_id: str, ttl_s: float) -> RenewResult:
         def body(db: sqlite3.Connection) -> RenewResult:
@@ -337,20 +394,20 @@ class SQLiteStore:
             db.execute("UPDATE leases SET expires_at = ? WHERE id = ?", (now + ttl_s, lease_id))
             return RenewResult(now + ttl_s, bool(row[1]), str(row[2]))
 
-        return await self._run(lambda: self._write(body))
+        return await self._op(body)
 
     async def release(self, pool: str, lease_id: str) -> bool:
         def body(db: sqlite3.Connection) -> bool:
             cur = db.execute("DELETE FROM leases WHERE id = ? AND pool = ?", (lease_id, pool))
             return cur.rowcount > 0
 
-        return await self._run(lambda: self._write(body))
+        return await self._op(body)
 
     async def withdraw(self, pool: str, waiter_id: str) -> None:
         def body(db: sqlite3.Connection) -> None:
             db.execute("DELETE FROM waiters WHERE pool = ? AND id = ?", (pool, waiter_id))
 
-        await self._run(lambda: self._write(body))
+        await self._op(body)
 
     async def request_preemption(
         self, pool: str, need_mb: int, priority: int, reason: str
@@ -366,7 +423,7 @@ class SQLiteStore:
             )
             return [v.id for v in victims]
 
-        return await self._run(lambda: self._write(body))
+        return await self._op(body)
 
     async def drain(self, pool: str | None, reason: str) -> int:
         def body(db: sqlite3.Connection) -> int:
@@ -380,7 +437,7 @@ class SQLiteStore:
                 )
             return cur.rowcount
 
-        return await self._run(lambda: self._write(body))
+        return await self._op(body)
 
     async def pools(self) -> list[PoolStatus]:
         def body(db: sqlite3.Connection) -> list[PoolStatus]:
@@ -407,7 +464,7 @@ class SQLiteStore:
                 )
             return out
 
-        return await self._run(lambda: self._write(body))
+        return await self._op(body)
 
     async def now(self) -> float:
         return self._clock()
