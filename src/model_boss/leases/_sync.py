@@ -51,15 +51,41 @@ class SyncLease:
         self._lease = lease
         self._runner = runner
 
-    id = property(lambda self: self._lease.id)
-    pool = property(lambda self: self._lease.pool)
-    mb = property(lambda self: self._lease.mb)
-    vram_mb = property(lambda self: self._lease.mb)
-    ram_mb = property(lambda self: self._lease.mb)
-    token = property(lambda self: self._lease.token)
-    gpu_index = property(lambda self: self._lease.gpu_index)
-    priority = property(lambda self: self._lease.priority)
-    model_id = property(lambda self: self._lease.model_id)
+    @property
+    def id(self) -> str:
+        return self._lease.id
+
+    @property
+    def pool(self) -> str:
+        return self._lease.pool
+
+    @property
+    def mb(self) -> int:
+        return self._lease.mb
+
+    @property
+    def vram_mb(self) -> int:
+        return self._lease.mb
+
+    @property
+    def ram_mb(self) -> int:
+        return self._lease.mb
+
+    @property
+    def token(self) -> int:
+        return self._lease.token
+
+    @property
+    def gpu_index(self) -> int | None:
+        return self._lease.gpu_index
+
+    @property
+    def priority(self) -> int:
+        return self._lease.priority
+
+    @property
+    def model_id(self) -> str | None:
+        return self._lease.model_id
 
     @property
     def lease(self) -> Lease:
