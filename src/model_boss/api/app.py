@@ -11,7 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from model_boss.api.admin import AdminService
 from model_boss.api.auth import KeyCheck
-from model_boss.api.errors import error_body, install_error_handlers
+from model_boss.api.errors import APIError, error_response, install_error_handlers
 from model_boss.api.metrics import CoordinatorMetrics
 from model_boss.api.routes_admin import router as admin_router
 from model_boss.api.routes_openai import router as openai_router
@@ -92,7 +92,7 @@ class BodyLimit:
                 except ValueError:
                     too_big = False
                 if too_big:
-                    await _refuse(send, self.max_bytes)
+                    await _refuse(scope, receive, send, self.max_bytes)
                     return
         seen = 0
         cut = started = False
@@ -134,20 +134,12 @@ class BodyLimit:
                     return
                 more = bool(message.get("more_body", False))
                 drained += len(message.get("body", b""))
-            await _refuse(send, self.max_bytes)
+            await _refuse(scope, receive, send, self.max_bytes)
 
 
-async def _refuse(send: Send, max_bytes: int) -> None:
-    import orjson
-
-    body = orjson.dumps(
-        error_body(413, f"request body larger than {max_bytes} bytes", "body_too_large")
+async def _refuse(scope: Scope, receive: Receive, send: Send, max_bytes: int) -> None:
+    response = error_response(
+        APIError(413, f"request body larger than {max_bytes} bytes", code="body_too_large")
     )
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    response.headers["connection"] = "close"
+    await response(scope, receive, send)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from model_boss.api._route import JSONBodyRoute
+from model_boss.api._state import inference_service, json_response
 from model_boss.api.errors import APIError
 from model_boss.api.protocol import (
     ChatCompletionRequest,
@@ -26,16 +26,6 @@ __all__ = ["router"]
 router = APIRouter(route_class=JSONBodyRoute)
 
 
-def _service(request: Request) -> InferenceService:
-    request.app.state.keys.user(request)
-    service: InferenceService = request.app.state.service
-    return service
-
-
-def _json(data: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
-
-
 async def _raw(request: Request) -> dict[str, Any]:
     data = await request.json()  # FastAPI parsed it to validate it; Starlette keeps it
     assert isinstance(data, dict)  # validated by FastAPI already
@@ -44,34 +34,34 @@ async def _raw(request: Request) -> dict[str, Any]:
 
 @router.post("/v1/chat/completions", summary="Chat completion (OpenAI)")
 async def chat_completions(request: Request, req: ChatCompletionRequest) -> Response:
-    service = _service(request)
+    service = inference_service(request)
     raw = await _raw(request)
     ctx = service.context(request, req, req.model, images=service.check_images(raw))
     body = service.forward_body(raw)
     if req.stream:
         return await service.open_stream(request, ctx, lambda b: b.chat_stream(body))
     result = await service.call(request, ctx, lambda b: b.chat(body))
-    return _json({**result.body, "metrics": result.metrics})
+    return json_response({**result.body, "metrics": result.metrics})
 
 
 @router.post("/v1/completions", summary="Text completion (OpenAI)")
 async def completions(request: Request, req: CompletionRequest) -> Response:
-    service = _service(request)
+    service = inference_service(request)
     ctx = service.context(request, req, req.model)
     body = service.forward_body(await _raw(request))
     if req.stream:
         return await service.open_stream(request, ctx, lambda b: b.completions_stream(body))
     result = await service.call(request, ctx, lambda b: b.completions(body))
-    return _json({**result.body, "metrics": result.metrics})
+    return json_response({**result.body, "metrics": result.metrics})
 
 
 @router.post("/v1/embeddings", summary="Embeddings (OpenAI)")
 async def embeddings(request: Request, req: EmbeddingRequest) -> Response:
-    service = _service(request)
+    service = inference_service(request)
     ctx = service.context(request, req, req.model)
     body = service.forward_body(await _raw(request))
     result = await service.call(request, ctx, lambda b: b.embeddings(body))
-    return _json({**result.body, "metrics": result.metrics})
+    return json_response({**result.body, "metrics": result.metrics})
 
 
 def _image_body(req: ImageGenerationRequest, raw: dict[str, Any]) -> dict[str, Any]:
@@ -85,11 +75,11 @@ def _image_body(req: ImageGenerationRequest, raw: dict[str, Any]) -> dict[str, A
 
 @router.post("/v1/images/generations", summary="Image generation (OpenAI)")
 async def images(request: Request, req: ImageGenerationRequest) -> Response:
-    service = _service(request)
+    service = inference_service(request)
     ctx = service.context(request, req, req.model)
     body = _image_body(req, await _raw(request))
     result = await service.call(request, ctx, lambda b: b.images(body))
-    return _json({**result.body, "metrics": result.metrics})
+    return json_response({**result.body, "metrics": result.metrics})
 
 
 @router.post("/api/v1/diffusion/generate", summary="Image generation (Model Boss legacy)")
@@ -99,7 +89,7 @@ async def legacy_diffusion(request: Request, req: LegacyDiffusionRequest) -> Res
 
 @router.post("/v1/responses", summary="Responses API (JSON or SSE)")
 async def responses(request: Request, req: ResponsesRequest) -> Response:
-    service = _service(request)
+    service = inference_service(request)
     raw = await _raw(request)
     ctx = service.context(request, req, req.model, images=service.check_images(raw))
     body = chat_body_for(req, raw)
@@ -111,7 +101,7 @@ async def responses(request: Request, req: ResponsesRequest) -> Response:
             request, ctx, lambda b: b.chat_stream(body), wrap=stream.events
         )
     result = await service.call(request, ctx, lambda b: b.chat(body))
-    return _json(build_response(req.model, result.body, result.metrics))
+    return json_response(build_response(req.model, result.body, result.metrics))
 
 
 def _model_card(service: InferenceService, model_id: str) -> dict[str, Any]:
@@ -130,17 +120,17 @@ def _model_card(service: InferenceService, model_id: str) -> dict[str, Any]:
 
 @router.get("/v1/models", summary="List models (OpenAI)")
 async def list_models(request: Request) -> Response:
-    service = _service(request)
+    service = inference_service(request)
     data = [
         _model_card(service, mid) for mid, m in service.engine.models.items() if m.profile.enabled
     ]
-    return _json({"object": "list", "data": data})
+    return json_response({"object": "list", "data": data})
 
 
 @router.get("/v1/models/{model_id:path}", summary="One model (OpenAI)")
 async def get_model(request: Request, model_id: str) -> Response:
-    service = _service(request)
+    service = inference_service(request)
     model = service.engine.models.get(model_id)
     if model is None or not model.profile.enabled:
         raise APIError(404, f"the model {model_id!r} does not exist", code="model_not_found")
-    return _json(_model_card(service, model_id))
+    return json_response(_model_card(service, model_id))

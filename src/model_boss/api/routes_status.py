@@ -3,33 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from model_boss.api.service import InferenceService
+from model_boss.api._state import inference_service, json_response
 
 __all__ = ["router"]
 
 router = APIRouter()
 
 
-def _json(data: Any) -> Response:
-    return Response(orjson.dumps(data), media_type="application/json")
-
-
-def _service(request: Request) -> InferenceService:
-    request.app.state.keys.user(request)
-    service: InferenceService = request.app.state.service
-    return service
-
-
 @router.get("/health", summary="Liveness and a one-line summary")
 async def health(request: Request) -> Response:
     engine = request.app.state.service.engine
-    return _json(
+    return json_response(
         {
             "status": "ok",
             "models": len(engine.models),
@@ -41,37 +29,39 @@ async def health(request: Request) -> Response:
 
 @router.get("/v1/queue", summary="Waiting requests with position, priority, client and age")
 async def queue(request: Request) -> Response:
-    engine = _service(request).engine
+    engine = inference_service(request).engine
     waiting = engine.queue_snapshot()
-    return _json({"depth": len(waiting), "waiting": waiting, "running": engine.running_snapshot()})
+    return json_response(
+        {"depth": len(waiting), "waiting": waiting, "running": engine.running_snapshot()}
+    )
 
 
 @router.get("/v1/requestors", summary="Client profiles and their statistics")
 async def requestors(request: Request) -> Response:
-    service = _service(request)
+    service = inference_service(request)
     clients = [
         {"client_id": name, **dataclasses.asdict(stats)}
         for name, stats in sorted(service.clients.items())
     ]
-    return _json({"clients": clients})
+    return json_response({"clients": clients})
 
 
 @router.get("/v1/pool/status", summary="Slots of the model pool")
 async def pool_status(request: Request) -> Response:
-    engine = _service(request).engine
+    engine = inference_service(request).engine
     pools = [
         {"pool": p.pool_id, "capacity_mb": p.capacity_mb, "promised_mb": p.promised_mb}
         for p in engine.scheduler.pool.pools.values()
     ]
-    return _json({"pools": pools, "slots": engine.slots_snapshot()})
+    return json_response({"pools": pools, "slots": engine.slots_snapshot()})
 
 
 @router.get("/api/v1/gpu/status", summary="Memory pools as the lease ledger sees them")
 async def gpu_status(request: Request) -> Response:
-    engine = _service(request).engine
+    engine = inference_service(request).engine
     pools = [p.to_dict() for p in await engine.ledger.status()]
     gpus = [p for p in pools if ":gpu" in p["pool"]]
-    return _json({"gpus": gpus, "pools": pools, "ledger": engine.ledger.url})
+    return json_response({"gpus": gpus, "pools": pools, "ledger": engine.ledger.url})
 
 
 @router.get("/metrics", summary="Prometheus metrics")
