@@ -265,3 +265,18 @@ def test_cold_request_blocked_by_a_loading_model_gets_its_memory_later() -> None
         (running,) = dispatched(out)
     assert isinstance(lease_b, AcquireLease)
     assert lease_b.model == "b"
+
+
+def test_stop_slot_says_whether_the_model_was_evicted_or_just_went_idle(
+    two_models: Harness,
+) -> None:
+    h = two_models
+    h.arrive("a1", "a")
+    h.done("a1")
+    (evicted,) = of_type(h.at(1.0).arrive("b1", "b"), StopSlot)
+    assert isinstance(evicted, StopSlot)
+    assert (evicted.model, evicted.evicted, evicted.reason) == ("a", True, "room for b")
+    h.done("b1")
+    (idle,) = of_type(h.tick(10_000.0), StopSlot)
+    assert isinstance(idle, StopSlot)
+    assert (idle.model, idle.evicted, idle.reason) == ("b", False, "idle")

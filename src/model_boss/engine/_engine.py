@@ -407,7 +407,7 @@ class Engine:
             self._spawn(self._start(rt))
         elif isinstance(effect, StopSlot):
             rt = self._slots.get(effect.slot_id)
-            if effect.reason not in ("admin unload", "unloaded while loading"):
+            if effect.evicted:
                 self.counters["evictions"] += 1
             self._spawn(self._stop(effect.slot_id, rt))
         elif isinstance(effect, ReleaseLease):

@@ -45,11 +45,16 @@ class StartSlot:
 
 @dataclass(frozen=True, slots=True)
 class StopSlot:
-    """Stop the backend of ``slot_id`` (it has no running request); answer with ``SlotStopped``."""
+    """Stop the backend of ``slot_id`` (it has no running request); answer with ``SlotStopped``.
+
+    ``evicted``: it goes to make room (for another model, or a more urgent lease holder),
+    not because it idled out or an admin unloaded it.
+    """
 
     slot_id: SlotId
     model: str
     reason: str
+    evicted: bool = False
 
 
 @dataclass(frozen=True, slots=True)

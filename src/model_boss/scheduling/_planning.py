@@ -50,7 +50,7 @@ class LoadPlanner:
     _blocked_key: float
     _blocked_need: int
 
-    def _drain(self, slot: Slot, out: list[Effect], reason: str) -> None:
+    def _drain(self, slot: Slot, out: list[Effect], reason: str, *, evicted: bool = False) -> None:
         raise NotImplementedError
 
     def _mark_cold(self, m: ModelState, now: float) -> bool:
@@ -243,7 +243,7 @@ class LoadPlanner:
         for sid in plan.victims:
             victim = self.pool.slots.get(sid)
             if victim is not None:
-                self._drain(victim, out, reason)
+                self._drain(victim, out, reason, evicted=True)
         slot = self.pool.create(
             m.profile.model_id,
             plan.pools,

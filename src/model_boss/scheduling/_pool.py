@@ -49,6 +49,8 @@ class Slot:
     lease_requested: bool = False
     started: bool = False
     stop_sent: bool = False
+    drain_reason: str = ""  # why it was drained; its StopSlot says so once it is idle
+    evicted: bool = False  # drained to make room, not idled out or unloaded
     inflight: int = 0
     last_used: float = 0.0
     last_priority: int = 10

@@ -218,7 +218,7 @@ class Scheduler(LoadPlanner):
         if ev.footprint_mb is not None and ev.footprint_mb > 0:
             m.vram_mb = ev.footprint_mb  # measured: replaces the estimate for the next load
         if slot.state is SlotState.DRAINING:
-            self._maybe_stop(slot, out, "unloaded while loading")
+            self._maybe_stop(slot, out)
         elif self.pool.ready(slot, ev.now):
             self._arm_idle(slot, ev.now)
             self._dirty[slot.model] = None
@@ -290,7 +290,8 @@ class Scheduler(LoadPlanner):
         chosen = victims(ev.mb, cands)
         ids = [c.slot_id for c in cands] if chosen is None else chosen
         for sid in ids:
-            self._drain(self.pool.slots[sid], out, f"preempted by priority {ev.priority}")
+            reason = f"preempted by priority {ev.priority}"
+            self._drain(self.pool.slots[sid], out, reason, evicted=True)
 
     # -- the pump: dispatch, idle unloading, loads ------------------------------------------------
 
@@ -379,7 +380,7 @@ class Scheduler(LoadPlanner):
         slot = running[0]
         slot.inflight -= 1
         if slot.state is SlotState.DRAINING:
-            self._maybe_stop(slot, out, "drained")
+            self._maybe_stop(slot, out)
             return
         slot.last_used = now
         self._dirty[slot.model] = None
@@ -396,15 +397,17 @@ class Scheduler(LoadPlanner):
 
     # -- loading and eviction ---------------------------------------------------------------------
 
-    def _drain(self, slot: Slot, out: list[Effect], reason: str) -> None:
+    def _drain(self, slot: Slot, out: list[Effect], reason: str, *, evicted: bool = False) -> None:
+        slot.drain_reason = reason
+        slot.evicted = evicted
         self._forget_slot(slot)
         if slot.state is SlotState.PENDING and not slot.lease_requested:
             self.pool.stopped(slot)
             return
         self.pool.drain(slot)
-        self._maybe_stop(slot, out, reason)
+        self._maybe_stop(slot, out)
 
-    def _maybe_stop(self, slot: Slot, out: list[Effect], reason: str) -> None:
+    def _maybe_stop(self, slot: Slot, out: list[Effect]) -> None:
         if (
             slot.state is SlotState.DRAINING
             and slot.started
@@ -412,7 +415,7 @@ class Scheduler(LoadPlanner):
             and slot.inflight == 0
         ):
             slot.stop_sent = True
-            out.append(StopSlot(slot.slot_id, slot.model, reason))
+            out.append(StopSlot(slot.slot_id, slot.model, slot.drain_reason, slot.evicted))
 
     def _forget_slot(self, slot: Slot) -> None:
         m = self.models[slot.model]
