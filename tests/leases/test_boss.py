@@ -180,10 +180,17 @@ def test_bad_priority_is_rejected_at_once(bad: object) -> None:
         boss_for("memory://prio").acquire(vram_mb=10, priority=bad)  # type: ignore[arg-type]
 
 
-def test_priority_accepts_names_and_ints() -> None:
-    boss = boss_for("memory://prio-ok")
-    for ok in ("urgent", "HIGH", 7, Priority.BATCH, "20"):
-        boss.acquire(vram_mb=10, priority=ok)
+async def test_priority_accepts_names_and_ints() -> None:
+    async with boss_for("memory://prio-ok") as boss:
+        for given, expected in [
+            ("urgent", 1),
+            ("HIGH", 5),
+            (7, 7),
+            (Priority.BATCH, 50),
+            ("20", 20),
+        ]:
+            async with boss.acquire(vram_mb=10, priority=given, timeout=1) as lease:
+                assert lease.priority == expected
 
 
 async def test_unreachable_redis_fails_fast_with_store_unavailable() -> None:
