@@ -23,6 +23,7 @@ from model_boss import (
 )
 from model_boss.devices import GpuUsage, NvmlProbe
 from model_boss.leases import Lease, MemoryStore
+from model_boss.priority import PriorityLike
 from model_boss.testing import free_port
 
 TWO_GPUS = [Device(0, 24_000, "a"), Device(1, 24_000, "b")]
@@ -181,14 +182,15 @@ def test_bad_priority_is_rejected_at_once(bad: object) -> None:
 
 
 async def test_priority_accepts_names_and_ints() -> None:
+    cases: list[tuple[PriorityLike, int]] = [
+        ("urgent", 1),
+        ("HIGH", 5),
+        (7, 7),
+        (Priority.BATCH, 50),
+        ("20", 20),
+    ]
     async with boss_for("memory://prio-ok") as boss:
-        for given, expected in [
-            ("urgent", 1),
-            ("HIGH", 5),
-            (7, 7),
-            (Priority.BATCH, 50),
-            ("20", 20),
-        ]:
+        for given, expected in cases:
             async with boss.acquire(vram_mb=10, priority=given, timeout=1) as lease:
                 assert lease.priority == expected
 
