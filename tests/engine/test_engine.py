@@ -56,12 +56,14 @@ async def test_alternating_requests_swap_models_that_do_not_fit_together(engine:
 async def test_pinned_model_is_never_evicted(engine: Engine) -> None:
     await run(engine, "p")
     ticket = engine.submit("b")
-    done, _ = await asyncio.wait({ticket.future}, timeout=1.0)
-    assert not done  # "b" waits: the only way to fit it would be evicting the pinned "p"
+    # The only way to fit "b" would be evicting the pinned "p": refused at once, not queued.
+    with pytest.raises(RequestRejected) as info:
+        await asyncio.wait_for(ticket.future, timeout=1.0)
+    assert info.value.status == 507
+    assert "pinned models hold 6000 MB" in str(info.value)
     states = {s["model"]: s["state"] for s in engine.slots_snapshot()}
     assert states["p"] == "ready"
-    assert [q["model"] for q in engine.queue_snapshot()] == ["b"]
-    engine.cancel(ticket)
+    assert engine.queue_snapshot() == []
 
 
 async def test_unknown_model_is_rejected_with_404(engine: Engine) -> None:

@@ -46,6 +46,49 @@ def test_pinned_model_is_never_a_victim() -> None:
     assert dispatched(h.log) == []
 
 
+def test_model_that_only_fits_where_pinned_models_sit_is_rejected_at_once() -> None:
+    h = Harness([model("p", 6000, pin=True), model("b", 6000)], pools=(("gpu0", 10000),))
+    (reject,) = of_type(h.arrive("b1", "b"), Reject)
+    assert isinstance(reject, Reject)
+    assert reject.code == 507
+    assert "pinned models hold 6000 MB" in reject.reason
+    assert "at most 4000 MB" in reject.reason
+    assert h.scheduler.queue_length == 0
+
+
+def test_model_that_fits_beside_pinned_models_on_another_gpu_is_served() -> None:
+    h = Harness(
+        [model("p", 6000, pin=True), model("b", 6000)],
+        pools=(("gpu0", 10000), ("gpu1", 8000)),
+    )
+    out = h.arrive("b1", "b")
+    assert of_type(out, Reject) == []
+    assert dispatched(out) == ["b1"]
+
+
+def test_split_model_is_rejected_only_when_no_split_fits_beside_pinned_models() -> None:
+    pools = (("gpu0", 10000), ("gpu1", 10000), ("gpu2", 10000))
+    pinned = model("p", 8000, pin=True)
+    fits = Harness([pinned, model("big", 16000, splittable=True)], pools=pools)
+    assert dispatched(fits.arrive("r1", "big")) == ["r1"]  # 8000 on gpu1 and on gpu2
+    crowded = Harness([pinned, model("big", 21000, splittable=True)], pools=pools)
+    (reject,) = of_type(crowded.arrive("r1", "big"), Reject)
+    assert isinstance(reject, Reject)
+    assert reject.code == 507
+
+
+def test_pinning_a_model_rejects_queued_requests_it_leaves_no_room_for() -> None:
+    h = Harness([model("a", 6000), model("b", 6000, target_inflight=1)], pools=(("gpu0", 10000),))
+    h.arrive("b1", "b")  # b is loaded and busy
+    h.arrive("a1", "a")  # a waits for b
+    assert h.scheduler.queue_length == 1
+    out = h.send(AdminLoad(1.0, "b"))  # pin b: a can never load beside it
+    (reject,) = of_type(out, Reject)
+    assert isinstance(reject, Reject)
+    assert (reject.request_id, reject.code) == ("a1", 507)
+    assert h.scheduler.queue_length == 0
+
+
 def test_pinned_model_is_leased_at_urgent_priority() -> None:
     h = Harness([model("p", pin=True)], auto=False)
     (lease,) = of_type(h.send(Tick(0.0)), AcquireLease)

@@ -274,7 +274,7 @@ class LoadPlanner:
 
     def _load_replicas(self, m: ModelState, want: int, now: float, out: list[Effect]) -> None:
         for slot in m.slots:
-            slot.pinned = True
+            self.pool.pin(slot)
         for _ in range(want - len(m.slots)):
             plan = place(m.vram_mb, self._views(m, now, None), splittable=m.profile.splittable)
             if plan is None:

@@ -72,6 +72,7 @@ class MemoryPool:
     capacity_mb: int
     promised_mb: int = 0
     used_mb: int = 0
+    pinned_mb: int = 0  # promised to live pinned slots: never available to other models
     slots: dict[SlotId, Slot] = field(default_factory=dict)
 
     @property
@@ -120,8 +121,38 @@ class ModelPool:
         for pool_id in pools:
             pool = self.pools[pool_id]
             pool.promised_mb += mb_per_pool
+            if pinned:
+                pool.pinned_mb += mb_per_pool
             pool.slots[slot.slot_id] = slot
         return slot
+
+    def pin(self, slot: Slot) -> None:
+        """Make a slot pinned: never a victim, and its memory off limits to other models."""
+        if slot.pinned:
+            return
+        slot.pinned = True
+        if slot.live:
+            for pool_id in slot.pools:
+                self.pools[pool_id].pinned_mb += slot.mb_per_pool
+
+    def fits_beside_pinned(self, need_mb: int, *, splittable: bool) -> bool:
+        """Could a slot of ``need_mb`` MB ever be placed without touching pinned slots?"""
+        room = sorted((p.capacity_mb - p.pinned_mb for p in self.pools.values()), reverse=True)
+        if room[0] >= need_mb:
+            return True
+        if not splittable:
+            return False
+        # An even split over k pools needs k pools with room for a share each.
+        return any(room[k - 1] >= -(-need_mb // k) for k in range(2, len(room) + 1))
+
+    @property
+    def room_beside_pinned_mb(self) -> int:
+        """The most memory any one pool has that pinned slots do not hold."""
+        return max(p.capacity_mb - p.pinned_mb for p in self.pools.values())
+
+    @property
+    def pinned_mb(self) -> int:
+        return sum(p.pinned_mb for p in self.pools.values())
 
     def can_lease(self, slot: Slot) -> bool:
         """True once every pool of a PENDING slot physically has its memory free."""
@@ -177,7 +208,10 @@ class ModelPool:
 
     def _unpromise(self, slot: Slot) -> None:
         for pool_id in slot.pools:
-            self.pools[pool_id].promised_mb -= slot.mb_per_pool
+            pool = self.pools[pool_id]
+            pool.promised_mb -= slot.mb_per_pool
+            if slot.pinned:
+                pool.pinned_mb -= slot.mb_per_pool
 
     def _finish(self, slot: Slot, state: SlotState) -> None:
         for pool_id in slot.pools:

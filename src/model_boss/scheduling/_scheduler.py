@@ -150,6 +150,11 @@ class Scheduler(LoadPlanner):
                 )
             )
             return
+        if not m.slots and not self.pool.fits_beside_pinned(
+            m.vram_mb, splittable=m.profile.splittable
+        ):
+            out.append(Reject(ev.request_id, self._pinned_reason(m), 507))
+            return
         if self.queue_length >= self.config.max_queue:
             reason = f"queue full ({self.config.max_queue} requests waiting)"
             out.append(Reject(ev.request_id, reason, 429))
@@ -266,6 +271,27 @@ class Scheduler(LoadPlanner):
             return
         want = min(ev.replicas or m.profile.replicas, m.profile.replica_max)
         self._load_replicas(m, want, ev.now, out)
+        self._reject_crowded_out(ev.now, out)
+
+    def _reject_crowded_out(self, now: float, out: list[Effect]) -> None:
+        """Reject the queued requests of cold models that pinned slots now leave no room for."""
+        for m in self.models.values():
+            if m.slots or not self.queue.count(m.profile.model_id):
+                continue
+            if self.pool.fits_beside_pinned(m.vram_mb, splittable=m.profile.splittable):
+                continue
+            reason = self._pinned_reason(m)
+            for req in self.queue.drain_model(m.profile.model_id):
+                self.gate.left_queue(req, now, dispatched=False)
+                out.append(Reject(req.request_id, reason, 507))
+            self._loads_dirty = True
+
+    def _pinned_reason(self, m: ModelState) -> str:
+        room = self.pool.room_beside_pinned_mb
+        return (
+            f"model {m.profile.model_id!r} needs {m.vram_mb} MB; pinned models hold "
+            f"{self.pool.pinned_mb} MB, leaving at most {room} MB on one pool"
+        )
 
     def _on_admin_unload(self, ev: AdminUnload, out: list[Effect]) -> None:
         m = self.models.get(ev.model)
