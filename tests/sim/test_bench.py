@@ -30,6 +30,23 @@ def test_bench_prints_a_table_and_one_json_object_last(capsys: pytest.CaptureFix
     assert out.splitlines()[0].startswith("setting")
 
 
+def test_bench_reports_the_popularity_oracle_where_the_bound_is_exact(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    setting = "equal sizes, 16x4GB, 1x24GB"
+    _, report = run(capsys, "--setting", setting, "--requests", "600", "--no-goodput", "--json")
+    targets = report["targets"]
+    assert isinstance(targets, dict)
+    t = targets[setting]
+    rows = [r for r in report["rows"] if r["policy"] == "model-boss"]  # type: ignore[attr-defined]
+    (ours,) = rows
+    assert ours["load_bound"] <= ours["oracle_loads"]
+    assert t["popularity_oracle_over_exact_bound"] == round(
+        ours["oracle_loads"] / ours["load_bound"], 3
+    )
+    assert t["loads_over_popularity_oracle"] == round(ours["loads"] / ours["oracle_loads"], 3)
+
+
 def test_bench_replays_a_given_trace(
     capsys: pytest.CaptureFixture[str], trace_files: tuple[Path, Path]
 ) -> None:

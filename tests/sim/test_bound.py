@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections import OrderedDict
 
 import pytest
 
-from model_boss.sim import belady_loads, load_bound
+from model_boss.sim import belady_loads, load_bound, popularity_oracle_loads
 
 
 def brute_force_min_loads(seq: list[str], capacity: int) -> int:
@@ -84,3 +85,43 @@ def test_mixed_sizes_give_a_lower_bound_never_above_the_optimum(seed: int) -> No
 def test_mixed_sizes_bound_counts_only_models_that_can_fit_together() -> None:
     bound = load_bound(list("abcabc"), {"a": 1000, "b": 2000, "c": 20000}, [21000])
     assert bound.capacity_models == 2  # the two smallest fit together, not all three
+
+
+def test_popularity_oracle_evicts_the_least_popular_cached_model() -> None:
+    # a:4 b:2 c:1 d:1. Capacity 2: a b (a) c evicts b, (a) b evicts c, (a) d evicts b.
+    assert popularity_oracle_loads(list("abacabad"), 2) == 5
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_popularity_oracle_is_never_below_belady(seed: int) -> None:
+    rng = random.Random(seed)
+    seq = [rng.choice("abcdefg") for _ in range(300)]
+    for capacity in (1, 3, 5):
+        assert popularity_oracle_loads(seq, capacity) >= belady_loads(seq, capacity)
+
+
+def test_popularity_oracle_beats_lru_on_independent_zipf_requests() -> None:
+    rng = random.Random(3)
+    models = [f"m{i}" for i in range(16)]
+    seq = rng.choices(models, weights=[1 / (i + 1) for i in range(16)], k=5000)
+    capacity = 6
+    lru: OrderedDict[str, None] = OrderedDict()
+    lru_misses = 0
+    for m in seq:
+        if m in lru:
+            lru.move_to_end(m)
+            continue
+        lru_misses += 1
+        if len(lru) >= capacity:
+            lru.popitem(last=False)
+        lru[m] = None
+    oracle = popularity_oracle_loads(seq, capacity)
+    assert belady_loads(seq, capacity) < oracle < lru_misses
+
+
+def test_equal_size_bound_carries_the_oracle_and_mixed_sizes_do_not() -> None:
+    seq = list("abcabcdabcd")
+    equal = load_bound(seq, dict.fromkeys("abcd", 4000), [8000, 4000])
+    assert equal.oracle_loads == popularity_oracle_loads(seq, 3)
+    mixed = load_bound(seq, {"a": 1000, "b": 2000, "c": 3000, "d": 4000}, [8000])
+    assert mixed.oracle_loads is None

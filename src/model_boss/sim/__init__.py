@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from model_boss.sim._baselines import BASELINES, FifoBaseline, baseline_factory
 from model_boss.sim._bench import SETTINGS, Setting, goodput, run_bench, scale_check
-from model_boss.sim._bound import LoadBound, belady_loads, load_bound
+from model_boss.sim._bound import LoadBound, belady_loads, load_bound, popularity_oracle_loads
 from model_boss.sim._engine import (
     Policy,
     PolicyFactory,
@@ -55,6 +55,7 @@ __all__ = [
     "generate_trace",
     "goodput",
     "load_bound",
+    "popularity_oracle_loads",
     "load_models",
     "load_trace",
     "make_models",

@@ -136,6 +136,7 @@ def _row(
         "load_bound": bound.loads,
         "bound_exact": bound.exact,
         "loads_over_bound": round(stats.loads / max(1, bound.loads), 3),
+        "oracle_loads": bound.oracle_loads,
         "p50_s": {k: round(v, 2) for k, v in stats.p50.items()},
         "p99_s": {k: round(v, 2) for k, v in stats.p99.items()},
         "starved_classes": stats.starved,
@@ -166,6 +167,49 @@ def run_bench(
     return {"rows": rows, "targets": _targets(rows)}
 
 
+#: The setting whose loads are swept over request rates (its load bound is exact).
+SWEEP_SETTING = "equal sizes, 16x4GB, 1x24GB"
+SWEEP_RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+def load_sweep(setting: Setting, *, n: int, seed: int) -> list[dict[str, Any]]:
+    """Loads of every policy, the exact bound and the popularity oracle at each sweep rate.
+
+    The same trace, time-scaled: the model sequence (so both references) is the same at every
+    rate; what changes is how many requests overlap in time.
+    """
+    out: list[dict[str, Any]] = []
+    sizes = {m.id: m.size_mb for m in setting.models}
+    factories = policies()
+    for rate in SWEEP_RATES:
+        trace = setting.make_trace(n, seed, rate)
+        bound = load_bound([r.model for r in trace.requests], sizes, setting.gpus_mb)
+        loads = {name: simulate(f, trace).loads for name, f in factories.items()}
+        out.append(
+            {
+                "rate_per_s": rate,
+                "bound": bound.loads,
+                "oracle": bound.oracle_loads,
+                "loads": loads,
+                "over_bound": {k: round(v / max(1, bound.loads), 3) for k, v in loads.items()},
+            }
+        )
+    return out
+
+
+def format_sweep(sweep: list[dict[str, Any]]) -> str:
+    names = list(sweep[0]["loads"]) if sweep else []
+    head = f"{'req/s':>6} {'bound':>6} {'oracle':>12} " + " ".join(f"{n:>18}" for n in names)
+    lines = [f"loads vs request rate ({SWEEP_SETTING}; x = over the exact bound)", head]
+    lines.append("-" * len(head))
+    for row in sweep:
+        b = max(1, row["bound"])
+        oracle = f"{row['oracle']} {row['oracle'] / b:.2f}x" if row["oracle"] else "-"
+        cells = " ".join(f"{row['loads'][n]:>11} {row['over_bound'][n]:5.2f}x" for n in names)
+        lines.append(f"{row['rate_per_s']:6.3g} {row['bound']:6d} {oracle:>12} {cells}")
+    return "\n".join(lines)
+
+
 def _targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for setting in dict.fromkeys(r["setting"] for r in rows):
@@ -183,6 +227,12 @@ def _targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
         t["starved_classes"] = ours["starved_classes"]
         if ours["bound_exact"]:
             t["loads_over_exact_bound"] = ours["loads_over_bound"]
+            if ours["oracle_loads"]:
+                oracle = ours["oracle_loads"]
+                t["popularity_oracle_over_exact_bound"] = round(
+                    oracle / max(1, ours["load_bound"]), 3
+                )
+                t["loads_over_popularity_oracle"] = round(ours["loads"] / oracle, 3)
         out[setting] = t
     return out
 
@@ -257,6 +307,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--setting", action="append", help="only these settings (by name)")
     parser.add_argument("--no-goodput", action="store_true", help="skip the goodput search")
     parser.add_argument("--scale", action="store_true", help="also time 1M requests/1000 models")
+    parser.add_argument(
+        "--no-sweep", action="store_true", help=f"skip the loads-vs-rate sweep of {SWEEP_SETTING!r}"
+    )
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -281,9 +334,14 @@ def run_from_args(args: argparse.Namespace) -> int:
         seed=args.seed,
         with_goodput=not args.no_goodput,
     )
+    if not args.no_sweep and any(st.name == SWEEP_SETTING for st in chosen):
+        report["load_sweep"] = load_sweep(SETTINGS[SWEEP_SETTING], n=args.requests, seed=args.seed)
     if args.scale:
         report["scale"] = scale_check()
     print(format_table(report))
+    if "load_sweep" in report:
+        print()
+        print(format_sweep(report["load_sweep"]))
     if args.json:
         print(json.dumps(_finite(report), allow_nan=False))
     return 0
