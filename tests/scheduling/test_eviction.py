@@ -55,3 +55,10 @@ def test_victim_set_is_pruned_to_what_is_needed() -> None:
 def test_keep_value_is_load_time_times_demand_weighted_by_priority() -> None:
     assert keep_value(cand(1, load_s=10.0, demand=2.0, last_priority=10)) == 20.0
     assert keep_value(cand(1, last_priority=1)) > keep_value(cand(1, last_priority=50))
+
+
+def test_priority_exponent_zero_ignores_who_used_the_slot_last() -> None:
+    urgent = cand(1, last_priority=1, demand=1.0, priority_exponent=0.0)
+    batch = cand(2, last_priority=50, demand=2.0, priority_exponent=0.0)
+    assert keep_value(urgent) == keep_value(batch) / 2
+    assert victims(4000, [urgent, batch]) == [1]  # the less demanded goes, whoever used it

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from model_boss.scheduling import (
     AcquireLease,
     AdminLoad,
@@ -323,3 +325,53 @@ def test_stop_slot_says_whether_the_model_was_evicted_or_just_went_idle(
     (idle,) = of_type(h.tick(10_000.0), StopSlot)
     assert isinstance(idle, StopSlot)
     assert (idle.model, idle.evicted, idle.reason) == ("b", False, "idle")
+
+
+def popular_and_rare(config: SchedulerConfig | None = None) -> Harness:
+    """Popular "p" and rare "r" loaded on a 10 GB GPU; "c" (4 GB) needs one of them to go."""
+    h = Harness(
+        [model("p", 4000), model("r", 4000), model("c", 4000)],
+        pools=(("gpu0", 10000),),
+        config=config,
+    )
+    for i in range(5):
+        h.arrive(f"p{i}", "p")
+        h.done(f"p{i}")
+    h.arrive("r0", "r")  # r is loaded and serving r0 when c's request comes
+    return h
+
+
+def test_cold_model_evicts_an_idle_slot_rather_than_wait_for_a_serving_one() -> None:
+    h = popular_and_rare()
+    out = h.at(1.0).arrive("c0", "c")
+    assert stops(out) == ["p"]
+    assert dispatched(out) == ["c0"]
+
+
+def test_drain_serving_for_cold_waits_for_the_rarely_used_serving_slot() -> None:
+    h = popular_and_rare(SchedulerConfig(drain_serving_for_cold=True))
+    out = h.at(1.0).arrive("c0", "c")
+    assert stops(out) == []  # r drains: it finishes r0 first, and p stays
+    assert dispatched(out) == []
+    out = h.at(3.0).done("r0")
+    assert stops(out) == ["r"]
+    assert dispatched(out) == ["c0"]
+    assert {s.model for s in h.scheduler.pool} == {"p", "c"}
+
+
+def test_primed_demand_keeps_the_model_known_to_be_popular() -> None:
+    h = Harness([model(m, 4000) for m in "abc"], pools=(("gpu0", 10000),))
+    h.scheduler.prime_demand({"a": 100.0, "b": 1.0})
+    for rid, m in [("b1", "b"), ("b2", "b"), ("a1", "a")]:
+        h.arrive(rid, m)
+        h.done(rid)
+    out = h.at(1.0).arrive("c1", "c")
+    assert stops(out) == ["b"]  # b was asked for more lately, a is known to be popular
+
+
+def test_prime_demand_rejects_unknown_models_and_bad_weights() -> None:
+    h = Harness([model("a")])
+    with pytest.raises(ValueError, match="unknown model"):
+        h.scheduler.prime_demand({"zzz": 1.0})
+    with pytest.raises(ValueError, match="finite"):
+        h.scheduler.prime_demand({"a": -1.0})

@@ -4,7 +4,8 @@ A candidate's *keep value* is the reload cost we expect to pay if it goes::
 
     value = load_s * demand * weight(last_priority)
     demand = the model's recent arrivals (exponentially decayed per arrival; relative units)
-    weight(p) = sqrt(10 / p)                   (urgent 3.2, high 1.4, normal 1, low 0.7, batch 0.45)
+    weight(p) = (10 / p) ** e, e = 0.5 by default  (urgent 3.2, high 1.4, normal 1, low 0.7,
+                                                    batch 0.45; e = 0 ignores priority)
 
 ``load_s * demand`` is the load time times how soon the model will be asked for again (its
 expected reload seconds per arrival); the weight prefers slots last used by lower priority.
@@ -35,10 +36,12 @@ class VictimCandidate:
     last_priority: int = 10
     pinned: bool = False
     busy: bool = False
+    priority_exponent: float = 0.5
     value: float = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
-        value = self.load_s * self.demand * (10.0 / max(1, self.last_priority)) ** 0.5
+        weight = (10.0 / max(1, self.last_priority)) ** self.priority_exponent
+        value = self.load_s * self.demand * weight
         object.__setattr__(self, "value", value + _BUSY_PENALTY if self.busy else value)
 
 

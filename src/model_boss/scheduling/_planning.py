@@ -201,6 +201,7 @@ class LoadPlanner:
         count = queue.count
         ready = SlotState.READY
         models = self.models
+        drain_serving = self.config.drain_serving_for_cold
         snap: dict[str, list[tuple[Slot, VictimCandidate, float]]] = {}
         for pool in self.pool.pools.values():
             rows: list[tuple[Slot, VictimCandidate, float]] = []
@@ -209,7 +210,7 @@ class LoadPlanner:
                 if s.state is not ready or s.pinned:
                     continue
                 waiting = count(s.model)
-                busy = s.inflight > 0 or waiting > 0
+                busy = waiting > 0 or (s.inflight > 0 and not drain_serving)
                 cand = s.victim
                 if (
                     cand is None
@@ -226,7 +227,14 @@ class LoadPlanner:
         m = self.models[s.model]
         demand = m.demand  # in units that only make sense relative to other models
         s.victim = cand = VictimCandidate(
-            s.slot_id, s.total_mb, m.profile.load_s, demand, s.last_priority, s.pinned, busy
+            s.slot_id,
+            s.total_mb,
+            m.profile.load_s,
+            demand,
+            s.last_priority,
+            s.pinned,
+            busy,
+            self.config.eviction_priority_exponent,
         )
         return cand
 

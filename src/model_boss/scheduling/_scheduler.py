@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from model_boss.scheduling._effects import (
@@ -91,6 +91,25 @@ class Scheduler(LoadPlanner):
         }
 
     # -- public -----------------------------------------------------------------------------
+
+    def prime_demand(self, weights: Mapping[str, float]) -> None:
+        """Start eviction's demand estimate from known popularity instead of from zero.
+
+        ``weights`` are relative request counts per model (for instance from yesterday's
+        logs); models left out start at zero. Each model gets its share of one
+        ``demand_window`` of arrivals, which new arrivals then decay as usual.
+        """
+        unknown = sorted(set(weights) - set(self.models))
+        if unknown:
+            raise ValueError(f"unknown model(s) {unknown}")
+        if any(not math.isfinite(w) or w < 0 for w in weights.values()):
+            raise ValueError("demand weights must be finite and >= 0")
+        total = sum(weights.values())
+        if total <= 0:
+            return
+        scale = self.config.demand_window * self._growth / total
+        for model_id, m in self.models.items():
+            m.demand = weights.get(model_id, 0.0) * scale
 
     def handle(self, event: Event) -> list[Effect]:
         """Apply one event; return the effects to carry out, in order."""
