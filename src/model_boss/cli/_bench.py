@@ -15,7 +15,7 @@ def register(groups: Any) -> None:
         "sched",
         help="model-boss's scheduler against ollama-like, FIFO+LRU and fixed-TTL baselines",
         description="Simulate traces against each policy: loads, latency per class, SLO "
-        "attainment and goodput. See docs/scheduling.md for the trace format.",
+        "attainment and goodput. See the README (Benchmarks) for the trace format.",
     )
     from model_boss.sim._bench import add_arguments
 
