@@ -22,6 +22,7 @@ def req(
     ttl_s: float = 30.0,
     lease_id: str | None = None,
     waiter_ttl_s: float = 5.0,
+    aging_s_per_level: float = 10.0,
 ) -> LeaseRequest:
     return LeaseRequest(
         pool=pool,
@@ -35,6 +36,7 @@ def req(
         ttl_s=ttl_s,
         wait=wait,
         waiter_ttl_s=waiter_ttl_s,
+        aging_s_per_level=aging_s_per_level,
     )
 
 
@@ -157,6 +159,30 @@ async def test_waiters_of_one_priority_are_served_first_come_first_served(
     assert (await store.grant(b)).lease is None  # a is ahead
     assert (await store.grant(a)).lease is not None
     assert (await store.grant(req(6000, wait=True, lease_id=b.lease_id))).lease is None
+
+
+async def test_a_batch_waiter_that_waited_long_enough_is_ahead_of_new_urgent_work(
+    store: LeaseStore,
+) -> None:
+    aging = 0.01  # s per priority level: BATCH (50) overtakes URGENT (1) after 0.49 s
+    holder = (await store.grant(req(8000))).lease
+    assert holder is not None
+    batch = req(5000, priority=Priority.BATCH, wait=True, aging_s_per_level=aging)
+    queued = await store.grant(batch)
+    assert queued.lease is None
+    since = next(w.since for w in (await store.pools())[0].waiters if w.id == batch.lease_id)
+    assert since > 0
+    # At first URGENT work goes ahead of the BATCH waiter...
+    early = await store.grant(req(2000, priority=Priority.URGENT, aging_s_per_level=aging))
+    assert early.lease is not None
+    await store.release("h:gpu0", early.lease.id)
+    # ...but once the waiter has aged past URGENT, new URGENT work queues behind it.
+    await wait_until_expired(store, since + 49 * aging + 0.05)
+    late = await store.grant(req(2000, priority=Priority.URGENT, aging_s_per_level=aging))
+    assert late.lease is None
+    assert late.ahead_mb == 5000
+    await store.release("h:gpu0", holder.id)
+    assert (await store.grant(batch)).lease is not None
 
 
 async def test_withdrawn_waiter_no_longer_blocks(store: LeaseStore) -> None:

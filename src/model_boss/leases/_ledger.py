@@ -11,25 +11,43 @@ from collections.abc import Iterable
 
 from model_boss.leases._records import LeaseRecord, WaiterRecord
 
-__all__ = ["is_ahead", "preemption_victims", "waiters_ahead_mb"]
+__all__ = ["preemption_victims", "queue_key", "waiters_ahead_mb"]
 
 NO_SEQ = float("inf")
 
 
-def is_ahead(w: WaiterRecord, priority: int, seq: float) -> bool:
-    """A waiter is ahead of (priority, seq) if it is more urgent, or as urgent and earlier."""
-    return w.priority < priority or (w.priority == priority and w.seq < seq)
+def queue_key(priority: int, since: float, aging_s_per_level: float) -> float:
+    """Where a waiter sorts: as if it had queued ``(priority - 1) * aging`` seconds later.
+
+    So a more urgent request goes first, but a less urgent waiter that has waited longer
+    than the difference overtakes new urgent work: nothing waits forever.
+    """
+    return since + (priority - 1) * aging_s_per_level
 
 
 def waiters_ahead_mb(
-    waiters: Iterable[WaiterRecord], me: str, priority: int, seq: float = NO_SEQ
+    waiters: Iterable[WaiterRecord],
+    me: str,
+    key: float,
+    seq: float = NO_SEQ,
+    *,
+    now: float,
+    aging_s_per_level: float,
 ) -> int:
-    """Memory claimed by live waiters queued ahead of request ``me``.
+    """Memory claimed by live waiters queued ahead of request ``me`` (key ``key``).
 
-    A request not yet queued has ``seq = inf``: every waiter of its priority or a more
-    urgent one came first. Waiters of a less urgent priority are never ahead.
+    A waiter is ahead if its :func:`queue_key` is smaller, or equal with an earlier
+    arrival ``seq``. A request not yet queued has ``seq = inf`` and the key of ``now``.
+    A waiter whose queueing time is unknown (``since <= 0``) counts as queued ``now``.
     """
-    return sum(w.mb for w in waiters if w.id != me and is_ahead(w, priority, seq))
+    total = 0
+    for w in waiters:
+        if w.id == me:
+            continue
+        w_key = queue_key(w.priority, w.since if w.since > 0 else now, aging_s_per_level)
+        if w_key < key or (w_key == key and w.seq < seq):
+            total += w.mb
+    return total
 
 
 def preemption_victims(

@@ -48,6 +48,7 @@ end
 # KEYS: pool, leases, expiry, waiters
 # ARGV[1] lease JSON without token/granted_at/expires_at   ARGV[2] mb   ARGV[3] priority
 # ARGV[4] ttl_s   ARGV[5] lease/waiter id   ARGV[6] wait (0|1)   ARGV[7] waiter_ttl_s
+# ARGV[8] aging_s_per_level (see _ledger.queue_key)
 # -> {'nopool'} | {'granted', lease JSON, free, ahead} | {'denied', '', free, ahead}
 GRANT = (
     _PROLOGUE
@@ -57,17 +58,29 @@ purge()
 local mb = tonumber(ARGV[2])
 local prio = tonumber(ARGV[3])
 local id = ARGV[5]
+local aging = tonumber(ARGV[8])
 local mine = redis.call('HGET', KEYS[4], id)
 local myseq = math.huge
-if mine then myseq = cjson.decode(mine).seq end
+local since = now
+if mine then
+  local m = cjson.decode(mine)
+  myseq = m.seq
+  if m.since and m.since > 0 then since = m.since end
+end
+local mykey = since + (prio - 1) * aging
 local ahead = 0
 local all = redis.call('HGETALL', KEYS[4])
 for i = 1, #all, 2 do
   local w = cjson.decode(all[i + 1])
   if w.expires_at <= now then
     redis.call('HDEL', KEYS[4], all[i])
-  elseif all[i] ~= id and (w.priority < prio or (w.priority == prio and w.seq < myseq)) then
-    ahead = ahead + w.mb
+  elseif all[i] ~= id then
+    local wsince = now
+    if w.since and w.since > 0 then wsince = w.since end
+    local wkey = wsince + (w.priority - 1) * aging
+    if wkey < mykey or (wkey == mykey and w.seq < myseq) then
+      ahead = ahead + w.mb
+    end
   end
 end
 local cap = tonumber(redis.call('HGET', KEYS[1], 'capacity'))
@@ -94,7 +107,8 @@ if ARGV[6] == '1' then
     w = cjson.decode(mine)
   else
     w = {id = id, pool = cjson.decode(ARGV[1]).pool, mb = mb, priority = prio,
-         seq = redis.call('HINCRBY', KEYS[1], 'seq', 1), holder = cjson.decode(ARGV[1]).holder}
+         seq = redis.call('HINCRBY', KEYS[1], 'seq', 1), holder = cjson.decode(ARGV[1]).holder,
+         since = now}
   end
   w.expires_at = now + tonumber(ARGV[7])
   redis.call('HSET', KEYS[4], id, cjson.encode(w))

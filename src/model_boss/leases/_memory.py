@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import ClassVar
 
 from model_boss.errors import LeaseLost, UnknownDevice
-from model_boss.leases._ledger import NO_SEQ, preemption_victims, waiters_ahead_mb
+from model_boss.leases._ledger import NO_SEQ, preemption_victims, queue_key, waiters_ahead_mb
 from model_boss.leases._records import (
     GrantResult,
     LeaseRecord,
@@ -96,7 +96,16 @@ class MemoryStore:
             self._purge(p, now)
             mine = p.waiters.get(req.lease_id)
             seq = mine.seq if mine is not None else NO_SEQ
-            ahead = waiters_ahead_mb(p.waiters.values(), req.lease_id, req.priority, seq)
+            since = mine.since if mine is not None and mine.since > 0 else now
+            aging = req.aging_s_per_level
+            ahead = waiters_ahead_mb(
+                p.waiters.values(),
+                req.lease_id,
+                queue_key(req.priority, since, aging),
+                seq,
+                now=now,
+                aging_s_per_level=aging,
+            )
             free = p.capacity_mb - p.used_mb - p.foreign_mb
             if req.mb + ahead <= free:
                 p.token += 1
@@ -130,6 +139,7 @@ class MemoryStore:
                     seq=next_seq,
                     holder=req.holder,
                     expires_at=now + req.waiter_ttl_s,
+                    since=since,
                 )
             return GrantResult(None, free, ahead)
 

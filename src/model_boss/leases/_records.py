@@ -34,6 +34,9 @@ class LeaseRequest:
     ttl_s: float
     wait: bool = False
     waiter_ttl_s: float = 5.0
+    #: Waiters age: priority ``p`` queues as if it came ``(p - 1) * this`` seconds later.
+    #: Every holder should use the same value (the default matches the coordinator's queue).
+    aging_s_per_level: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +87,7 @@ class WaiterRecord:
     seq: int
     holder: str
     expires_at: float
+    since: float = 0.0  # when it queued, on the store's clock (0: unknown, counts as now)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

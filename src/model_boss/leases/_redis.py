@@ -143,6 +143,7 @@ class RedisStore:
                 req.lease_id,
                 1 if req.wait else 0,
                 repr(float(req.waiter_ttl_s)),
+                repr(float(req.aging_s_per_level)),
             ],
         )
         status = _s(out[0])
@@ -208,6 +209,7 @@ class RedisStore:
                         seq=int(w["seq"]),
                         holder=str(w["holder"]),
                         expires_at=float(w["expires_at"]),
+                        since=float(w.get("since") or 0.0),
                     )
                     for w in json.loads(_s(raw[4]) or "[]")
                 ),

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from model_boss.errors import LeaseLost, StoreUnavailable, UnknownDevice
-from model_boss.leases._ledger import NO_SEQ, preemption_victims, waiters_ahead_mb
+from model_boss.leases._ledger import NO_SEQ, preemption_victims, queue_key, waiters_ahead_mb
 from model_boss.leases._records import (
     GrantResult,
     LeaseRecord,
@@ -70,6 +70,7 @@ CREATE TABLE IF NOT EXISTS waiters (
     seq INTEGER NOT NULL,
     holder TEXT NOT NULL,
     expires_at REAL NOT NULL,
+    since REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (pool, id)
 );
 """
@@ -101,7 +102,7 @@ def _lease(row: tuple[object, ...]) -> LeaseRecord:
 
 
 def _waiter(row: tuple[object, ...]) -> WaiterRecord:
-    wid, pool, mb, prio, seq, holder, expires = row
+    wid, pool, mb, prio, seq, holder, expires, since = row
     return WaiterRecord(
         id=str(wid),
         pool=str(pool),
@@ -110,6 +111,7 @@ def _waiter(row: tuple[object, ...]) -> WaiterRecord:
         seq=int(str(seq)),
         holder=str(holder),
         expires_at=float(str(expires)),
+        since=float(str(since)),
     )
 
 
@@ -126,6 +128,10 @@ def _create_schema(db: sqlite3.Connection) -> None:
     for statement in SCHEMA.split(";"):
         if statement.strip():
             db.execute(statement)
+    # Ledgers made before waiters aged lack ``since``; old rows read as 0 (= queued now).
+    columns = {str(row[1]) for row in db.execute("PRAGMA table_info(waiters)")}
+    if "since" not in columns:
+        db.execute("ALTER TABLE waiters ADD COLUMN since REAL NOT NULL DEFAULT 0")
 
 
 class SQLiteStore:
@@ -286,7 +292,7 @@ class SQLiteStore:
     @staticmethod
     def _waiters(db: sqlite3.Connection, pool: str) -> list[WaiterRecord]:
         rows = db.execute(
-            "SELECT id, pool, mb, priority, seq, holder, expires_at FROM waiters "
+            "SELECT id, pool, mb, priority, seq, holder, expires_at, since FROM waiters "
             "WHERE pool = ? ORDER BY priority, seq",
             (pool,),
         )
@@ -317,7 +323,16 @@ class SQLiteStore:
             waiters = self._waiters(db, req.pool)
             mine = next((w for w in waiters if w.id == req.lease_id), None)
             my_seq = mine.seq if mine is not None else NO_SEQ
-            ahead = waiters_ahead_mb(waiters, req.lease_id, req.priority, my_seq)
+            since = mine.since if mine is not None and mine.since > 0 else now
+            aging = req.aging_s_per_level
+            ahead = waiters_ahead_mb(
+                waiters,
+                req.lease_id,
+                queue_key(req.priority, since, aging),
+                my_seq,
+                now=now,
+                aging_s_per_level=aging,
+            )
             free = capacity - self._used(db, req.pool) - foreign
             if req.mb + ahead <= free:
                 lease = LeaseRecord(
@@ -360,8 +375,9 @@ class SQLiteStore:
                 if mine is None:
                     db.execute("UPDATE pools SET seq = ? WHERE name = ?", (seq + 1, req.pool))
                     db.execute(
-                        "INSERT INTO waiters (id, pool, mb, priority, seq, holder, expires_at) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        "INSERT INTO waiters "
+                        "(id, pool, mb, priority, seq, holder, expires_at, since) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             req.lease_id,
                             req.pool,
@@ -370,6 +386,7 @@ class SQLiteStore:
                             seq + 1,
                             req.holder,
                             now + req.waiter_ttl_s,
+                            now,
                         ),
                     )
                 else:
