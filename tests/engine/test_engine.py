@@ -11,6 +11,7 @@ import pytest
 
 from model_boss import Device, GPUBoss
 from model_boss.engine import Engine, EngineModel, RequestRejected, SlotLedger
+from model_boss.errors import AcquireTimeout
 from model_boss.scheduling import ModelProfile, SchedulerConfig
 
 
@@ -139,6 +140,29 @@ async def test_another_holder_asking_for_memory_makes_the_coordinator_evict_idle
             lease = await other.acquire(vram_mb=8000, priority="high", timeout=5)
             assert lease.mb == 8000  # granted once the coordinator gave its memory back
             assert eng.model_state("a") == "unloaded"
+            await lease.release()
+    finally:
+        await eng.stop()
+
+
+async def test_a_ledger_waiter_evicts_only_models_last_used_by_less_urgent_clients() -> None:
+    url = f"memory://preempt-prio-{secrets.token_hex(4)}"
+    coordinator_boss = GPUBoss(url, [Device(0, 10_000)], host="t", ttl_s=0.6)
+    eng = Engine(
+        [model("a", 6000)],
+        SlotLedger(coordinator_boss, None),
+        config=SchedulerConfig(batch_window_s=0.0),
+    )
+    await eng.start()
+    try:
+        await run(eng, "a", priority=10)  # loaded (and leased) for a NORMAL request
+        await run(eng, "a", priority=5)  # then last used by a HIGH one
+        async with GPUBoss(url, [Device(0, 10_000)], host="t", holder="training-job") as other:
+            with pytest.raises(AcquireTimeout):  # a HIGH job does not push out a HIGH client
+                await other.acquire(vram_mb=8000, priority="high", timeout=1.5)
+            assert eng.model_state("a") == "ready"
+            lease = await other.acquire(vram_mb=8000, priority="urgent", timeout=5)
+            assert eng.model_state("a") == "unloaded"  # an URGENT one does
             await lease.release()
     finally:
         await eng.stop()

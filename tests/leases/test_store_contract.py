@@ -227,6 +227,7 @@ async def test_preemption_asks_only_less_urgent_holders_for_enough_memory(
     notice = await store.renew("h:gpu0", ids["batch_big"], 30)
     assert notice.preempt is True
     assert notice.preempt_reason == "need it"
+    assert notice.preempt_priority == Priority.HIGH
     assert (await store.renew("h:gpu0", ids["urgent"], 30)).preempt is False
     assert await store.request_preemption("h:gpu0", 9000, int(Priority.URGENT), "x") != []
     assert (await store.renew("h:gpu0", ids["urgent"], 30)).preempt is False
@@ -242,6 +243,33 @@ async def test_drain_asks_every_holder(store: LeaseStore) -> None:
     assert (await store.renew("h:gpu1", b.id, 30)).preempt_reason == "maintenance"
     assert await store.drain(None, "all") == 2
     assert (await store.renew("h:gpu0", a.id, 30)).preempt is True
+
+
+async def test_a_more_urgent_waiter_asks_again_a_holder_already_asked_less_urgently(
+    store: LeaseStore,
+) -> None:
+    low = (await store.grant(req(4000, priority=Priority.LOW))).lease
+    assert low is not None
+    assert await store.request_preemption("h:gpu0", 4000, int(Priority.HIGH), "high") == [low.id]
+    # The holder may have declined (its memory serves HIGH work too): URGENT asks again.
+    assert await store.request_preemption("h:gpu0", 4000, int(Priority.HIGH), "again") == []
+    again = await store.request_preemption("h:gpu0", 4000, int(Priority.URGENT), "urgent")
+    assert again == [low.id]
+    notice = await store.renew("h:gpu0", low.id, 30)
+    assert (notice.preempt_priority, notice.preempt_reason) == (Priority.URGENT, "urgent")
+    assert await store.request_preemption("h:gpu0", 4000, int(Priority.HIGH), "late") == []
+    assert (await store.renew("h:gpu0", low.id, 30)).preempt_priority == Priority.URGENT
+
+
+async def test_a_drain_after_a_preemption_asks_as_everyone(store: LeaseStore) -> None:
+    low = (await store.grant(req(4000, priority=Priority.LOW))).lease
+    assert low is not None
+    assert await store.request_preemption("h:gpu0", 4000, int(Priority.HIGH), "x") == [low.id]
+    assert (await store.renew("h:gpu0", low.id, 30)).preempt_priority == Priority.HIGH
+    await store.drain("h:gpu0", "maintenance")
+    assert (await store.renew("h:gpu0", low.id, 30)).preempt_priority == 0
+    (status,) = [p for p in await store.pools() if p.pool == "h:gpu0"]
+    assert [lease.preempt_priority for lease in status.leases] == [0]
 
 
 async def test_foreign_memory_is_never_granted(store: LeaseStore) -> None:

@@ -226,7 +226,9 @@ class Engine:
             return
         for lease in rt.leases:
             if lease.preempted.is_set() and not lease.lost.is_set():
-                self._post(PreemptAsked(self._clock(), lease.pool, lease.mb, 1))
+                self._post(
+                    PreemptAsked(self._clock(), lease.pool, lease.mb, lease.preempt_priority)
+                )
 
     def cancel(self, ticket: Ticket) -> None:
         """The client went away: leave the queue now, or abort the running request."""
@@ -449,16 +451,22 @@ class Engine:
         life: a preemption request (asked again each time the slot goes idle, see
         :meth:`finish`), and a lost lease (the backend must stop: the memory may be
         someone else's already)."""
-        preempted = asyncio.ensure_future(lease.preempted.wait())
+        asked = asyncio.ensure_future(lease.preempted.wait())
         lost = asyncio.ensure_future(lease.lost.wait())
         try:
-            done, _ = await asyncio.wait({preempted, lost}, return_when=asyncio.FIRST_COMPLETED)
-            if preempted in done and lost not in done:
-                self._post(PreemptAsked(self._clock(), lease.pool, lease.mb, 1))
-                await lost
+            while True:
+                done, _ = await asyncio.wait({asked, lost}, return_when=asyncio.FIRST_COMPLETED)
+                if lost in done:
+                    break
+                self._post(
+                    PreemptAsked(self._clock(), lease.pool, lease.mb, lease.preempt_priority)
+                )
+                # Asked again, more urgently (the scheduler may have declined the first ask).
+                lease.preempt_escalated.clear()
+                asked = asyncio.ensure_future(lease.preempt_escalated.wait())
             self._post(SlotFailed(self._clock(), rt.slot_id, "lease lost: memory fenced"))
         finally:
-            preempted.cancel()
+            asked.cancel()
             lost.cancel()
 
     async def _start(self, rt: _SlotRuntime) -> None:

@@ -46,6 +46,9 @@ class Lease:
         self.preempted = asyncio.Event()
         self.lost = asyncio.Event()
         self.preempt_reason = ""
+        self.preempt_priority = 0  # the asker's priority once preempted; 0: a drain
+        #: Set when, after ``preempted``, a more urgent waiter (or a drain) asks again.
+        self.preempt_escalated = asyncio.Event()
         self.expires_at = record.expires_at
         self._store = store
         self._clock = clock
@@ -175,9 +178,15 @@ class Lease:
             raise LeaseLost(f"lease {self.id} on {self.pool} was renewed too late")
         self._valid_until = sent + self.ttl_s
         self.expires_at = result.expires_at
-        if result.preempt and not self.preempted.is_set():
-            self.preempt_reason = result.preempt_reason
-            self.preempted.set()
+        if result.preempt:
+            if not self.preempted.is_set():
+                self.preempt_priority = result.preempt_priority
+                self.preempt_reason = result.preempt_reason
+                self.preempted.set()
+            elif result.preempt_priority < self.preempt_priority:
+                self.preempt_priority = result.preempt_priority
+                self.preempt_reason = result.preempt_reason
+                self.preempt_escalated.set()
 
     async def _beat(self) -> None:
         retry_s = max(0.01, self._interval_s / 4)

@@ -55,17 +55,19 @@ def preemption_victims(
 ) -> list[LeaseRecord]:
     """Leases to ask back so that ``need_mb`` more can be granted at ``priority``.
 
-    Only leases of a strictly less urgent priority are asked. Leases already asked
-    count toward ``need_mb`` first. Then the least urgent go first and, within a
-    priority, the largest (fewest holders disturbed).
+    Only leases of a strictly less urgent priority are asked. Leases already asked at
+    least this urgently (or by a drain) count toward ``need_mb`` first; one asked only by a
+    less urgent waiter may be asked again, at this priority, because its holder may have
+    declined the first request for being as urgent as the asker. Then the least urgent go
+    first and, within a priority, the largest (fewest holders disturbed).
     """
     if need_mb <= 0:
         return []
     eligible = [lease for lease in leases if lease.priority > priority]
-    asked = sum(lease.mb for lease in eligible if lease.preempt)
+    asked = sum(lease.mb for lease in eligible if _asked(lease, priority))
     victims: list[LeaseRecord] = []
     for lease in sorted(
-        (lease for lease in eligible if not lease.preempt),
+        (lease for lease in eligible if not _asked(lease, priority)),
         key=lambda lease: (-lease.priority, -lease.mb, lease.granted_at),
     ):
         if asked >= need_mb:
@@ -73,3 +75,8 @@ def preemption_victims(
         victims.append(lease)
         asked += lease.mb
     return victims
+
+
+def _asked(lease: LeaseRecord, priority: int) -> bool:
+    """Already asked by someone at least as urgent as ``priority`` (a drain asks as 0)."""
+    return lease.preempt and lease.preempt_priority <= priority

@@ -94,6 +94,7 @@ if mb + ahead <= free then
   lease.expires_at = now + tonumber(ARGV[4])
   lease.preempt = false
   lease.preempt_reason = ''
+  lease.preempt_priority = 0
   local raw = cjson.encode(lease)
   redis.call('HSET', KEYS[2], id, raw)
   redis.call('ZADD', KEYS[3], lease.expires_at, id)
@@ -119,7 +120,7 @@ return {'denied', '', tostring(free), tostring(ahead)}
 
 # RENEW
 # KEYS: pool, leases, expiry   ARGV[1] lease id   ARGV[2] ttl_s
-# -> {'lost'} | {'ok', expires_at, preempt (0|1), preempt_reason}
+# -> {'lost'} | {'ok', expires_at, preempt (0|1), preempt_reason, preempt_priority}
 RENEW = (
     _PROLOGUE
     + """
@@ -137,7 +138,8 @@ redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(lease))
 redis.call('ZADD', KEYS[3], lease.expires_at, ARGV[1])
 local pre = '0'
 if lease.preempt then pre = '1' end
-return {'ok', tostring(lease.expires_at), pre, lease.preempt_reason or ''}
+return {'ok', tostring(lease.expires_at), pre, lease.preempt_reason or '',
+        tostring(lease.preempt_priority or 0)}
 """
 )
 
@@ -158,7 +160,8 @@ WITHDRAW = """
 return redis.call('HDEL', KEYS[1], ARGV[1])
 """
 
-# PREEMPT: mark less urgent leases until need_mb is covered (leases already marked count).
+# PREEMPT: mark less urgent leases until need_mb is covered (leases already marked at least
+# this urgently count; see _ledger.preemption_victims).
 # KEYS: pool, leases, expiry   ARGV[1] need_mb   ARGV[2] priority   ARGV[3] reason
 # -> list of lease ids newly asked
 PREEMPT = (
@@ -175,7 +178,11 @@ local vals = redis.call('HVALS', KEYS[2])
 for _, raw in ipairs(vals) do
   local lease = cjson.decode(raw)
   if lease.priority > prio then
-    if lease.preempt then asked = asked + lease.mb else table.insert(candidates, lease) end
+    if lease.preempt and (lease.preempt_priority or 0) <= prio then
+      asked = asked + lease.mb
+    else
+      table.insert(candidates, lease)
+    end
   end
 end
 table.sort(candidates, function(a, b)
@@ -188,6 +195,7 @@ for _, lease in ipairs(candidates) do
   if asked >= need then break end
   lease.preempt = true
   lease.preempt_reason = ARGV[3]
+  lease.preempt_priority = prio
   redis.call('HSET', KEYS[2], lease.id, cjson.encode(lease))
   asked = asked + lease.mb
   table.insert(out, lease.id)
@@ -208,6 +216,7 @@ for i = 1, #all, 2 do
   local lease = cjson.decode(all[i + 1])
   lease.preempt = true
   lease.preempt_reason = ARGV[1]
+  lease.preempt_priority = 0
   redis.call('HSET', KEYS[2], all[i], cjson.encode(lease))
   n = n + 1
 end

@@ -153,7 +153,12 @@ class MemoryStore:
                 raise LeaseLost(f"lease {lease_id} on {pool} expired or was released")
             renewed = dataclasses.replace(lease, expires_at=now + ttl_s)
             p.leases[lease_id] = renewed
-            return RenewResult(renewed.expires_at, renewed.preempt, renewed.preempt_reason)
+            return RenewResult(
+                renewed.expires_at,
+                renewed.preempt,
+                renewed.preempt_reason,
+                renewed.preempt_priority,
+            )
 
     async def release(self, pool: str, lease_id: str) -> bool:
         with self._lock:
@@ -174,7 +179,9 @@ class MemoryStore:
             self._purge(p, self._clock())
             victims = preemption_victims(p.leases.values(), need_mb, priority)
             for lease in victims:
-                p.leases[lease.id] = dataclasses.replace(lease, preempt=True, preempt_reason=reason)
+                p.leases[lease.id] = dataclasses.replace(
+                    lease, preempt=True, preempt_reason=reason, preempt_priority=priority
+                )
             return [lease.id for lease in victims]
 
     async def drain(self, pool: str | None, reason: str) -> int:
@@ -187,7 +194,7 @@ class MemoryStore:
                 self._purge(p, now)
                 for lease_id, lease in list(p.leases.items()):
                     p.leases[lease_id] = dataclasses.replace(
-                        lease, preempt=True, preempt_reason=reason
+                        lease, preempt=True, preempt_reason=reason, preempt_priority=0
                     )
                     asked += 1
             return asked

@@ -54,6 +54,8 @@ class LeaseRecord:
     expires_at: float
     preempt: bool = False
     preempt_reason: str = ""
+    #: The priority of whoever asked for the memory back; 0 for a drain (asks everyone).
+    preempt_priority: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,6 +77,7 @@ class LeaseRecord:
             expires_at=float(data["expires_at"]),
             preempt=bool(data.get("preempt", False)),
             preempt_reason=str(data.get("preempt_reason") or ""),
+            preempt_priority=int(data.get("preempt_priority") or 0),
         )
 
 
@@ -108,6 +111,7 @@ class RenewResult:
     expires_at: float
     preempt: bool
     preempt_reason: str
+    preempt_priority: int = 0  # the asker's priority; 0 for a drain
 
 
 @dataclass(frozen=True, slots=True)

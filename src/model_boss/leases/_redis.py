@@ -159,7 +159,8 @@ class RedisStore:
         out = await self._script("RENEW", keys, [lease_id, repr(float(ttl_s))])
         if _s(out[0]) == "lost":
             raise LeaseLost(f"lease {lease_id} on {pool} expired or was released")
-        return RenewResult(float(_s(out[1])), _s(out[2]) == "1", _s(out[3]))
+        asker = int(float(_s(out[4]))) if len(out) > 4 else 0
+        return RenewResult(float(_s(out[1])), _s(out[2]) == "1", _s(out[3]), asker)
 
     async def release(self, pool: str, lease_id: str) -> bool:
         out = await self._script("RELEASE", self._keys.pool(pool)[:3], [lease_id])

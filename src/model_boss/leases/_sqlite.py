@@ -59,7 +59,8 @@ CREATE TABLE IF NOT EXISTS leases (
     granted_at REAL NOT NULL,
     expires_at REAL NOT NULL,
     preempt INTEGER NOT NULL DEFAULT 0,
-    preempt_reason TEXT NOT NULL DEFAULT ''
+    preempt_reason TEXT NOT NULL DEFAULT '',
+    preempt_priority INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS leases_pool ON leases (pool);
 CREATE TABLE IF NOT EXISTS waiters (
@@ -77,13 +78,15 @@ CREATE TABLE IF NOT EXISTS waiters (
 
 LEASE_COLUMNS = (
     "id, pool, mb, priority, holder, pid, host, model_id, token, granted_at, expires_at, "
-    "preempt, preempt_reason"
+    "preempt, preempt_reason, preempt_priority"
 )
 LOCK_WAIT_S = 10.0
 
 
 def _lease(row: tuple[object, ...]) -> LeaseRecord:
-    (lid, pool, mb, prio, holder, pid, host, model_id, token, granted, expires, pre, why) = row
+    (lid, pool, mb, prio, holder, pid, host, model_id, token, granted, expires, pre, why, asker) = (
+        row
+    )
     return LeaseRecord(
         id=str(lid),
         pool=str(pool),
@@ -98,6 +101,7 @@ def _lease(row: tuple[object, ...]) -> LeaseRecord:
         expires_at=float(str(expires)),
         preempt=bool(pre),
         preempt_reason=str(why),
+        preempt_priority=int(str(asker)),
     )
 
 
@@ -132,6 +136,10 @@ def _create_schema(db: sqlite3.Connection) -> None:
     columns = {str(row[1]) for row in db.execute("PRAGMA table_info(waiters)")}
     if "since" not in columns:
         db.execute("ALTER TABLE waiters ADD COLUMN since REAL NOT NULL DEFAULT 0")
+    # ... and leases lack ``preempt_priority``; old rows read as 0 (asked by a drain).
+    columns = {str(row[1]) for row in db.execute("PRAGMA table_info(leases)")}
+    if "preempt_priority" not in columns:
+        db.execute("ALTER TABLE leases ADD COLUMN preempt_priority INTEGER NOT NULL DEFAULT 0")
 
 
 class SQLiteStore:
@@ -351,7 +359,7 @@ class SQLiteStore:
                 db.execute("UPDATE pools SET token = ? WHERE name = ?", (lease.token, req.pool))
                 db.execute(
                     f"INSERT INTO leases ({LEASE_COLUMNS}) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, '')",
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, '', 0)",
                     (
                         lease.id,
                         lease.pool,
@@ -402,14 +410,15 @@ class SQLiteStore:
         def body(db: sqlite3.Connection) -> RenewResult:
             now = self._clock()
             row = db.execute(
-                "SELECT expires_at, preempt, preempt_reason FROM leases WHERE id = ? AND pool = ?",
+                "SELECT expires_at, preempt, preempt_reason, preempt_priority FROM leases "
+                "WHERE id = ? AND pool = ?",
                 (lease_id, pool),
             ).fetchone()
             if row is None or float(row[0]) <= now:
                 db.execute("DELETE FROM leases WHERE id = ? AND pool = ?", (lease_id, pool))
                 raise LeaseLost(f"lease {lease_id} on {pool} expired or was released")
             db.execute("UPDATE leases SET expires_at = ? WHERE id = ?", (now + ttl_s, lease_id))
-            return RenewResult(now + ttl_s, bool(row[1]), str(row[2]))
+            return RenewResult(now + ttl_s, bool(row[1]), str(row[2]), int(row[3]))
 
         return await self._op(body)
 
@@ -435,8 +444,9 @@ class SQLiteStore:
             rows = db.execute(f"SELECT {LEASE_COLUMNS} FROM leases WHERE pool = ?", (pool,))
             victims = preemption_victims([_lease(r) for r in rows.fetchall()], need_mb, priority)
             db.executemany(
-                "UPDATE leases SET preempt = 1, preempt_reason = ? WHERE id = ?",
-                [(reason, v.id) for v in victims],
+                "UPDATE leases SET preempt = 1, preempt_reason = ?, preempt_priority = ? "
+                "WHERE id = ?",
+                [(reason, priority, v.id) for v in victims],
             )
             return [v.id for v in victims]
 
@@ -446,10 +456,14 @@ class SQLiteStore:
         def body(db: sqlite3.Connection) -> int:
             self._purge(db, pool, self._clock())
             if pool is None:
-                cur = db.execute("UPDATE leases SET preempt = 1, preempt_reason = ?", (reason,))
+                cur = db.execute(
+                    "UPDATE leases SET preempt = 1, preempt_reason = ?, preempt_priority = 0",
+                    (reason,),
+                )
             else:
                 cur = db.execute(
-                    "UPDATE leases SET preempt = 1, preempt_reason = ? WHERE pool = ?",
+                    "UPDATE leases SET preempt = 1, preempt_reason = ?, preempt_priority = 0 "
+                    "WHERE pool = ?",
                     (reason, pool),
                 )
             return cur.rowcount

@@ -123,7 +123,7 @@ class AdminUnload:
 
 @dataclass(frozen=True, slots=True)
 class PreemptAsked:
-    """A waiter of ``priority`` at the ledger asks for ``mb`` back on ``pool``."""
+    """A waiter of ``priority`` at the ledger asks for ``mb`` back on ``pool`` (0: a drain)."""
 
     now: float
     pool: str
