@@ -46,6 +46,13 @@ async def test_sqlite_ledger_from_before_aging_is_upgraded_in_place(tmp_path: Pa
         "priority INTEGER NOT NULL, seq INTEGER NOT NULL, holder TEXT NOT NULL, "
         "expires_at REAL NOT NULL, PRIMARY KEY (pool, id))"
     )
+    db.execute(
+        "CREATE TABLE leases (id TEXT PRIMARY KEY, pool TEXT NOT NULL, mb INTEGER NOT NULL, "
+        "priority INTEGER NOT NULL, holder TEXT NOT NULL, pid INTEGER NOT NULL, "
+        "host TEXT NOT NULL, model_id TEXT, token INTEGER NOT NULL, granted_at REAL NOT NULL, "
+        "expires_at REAL NOT NULL, preempt INTEGER NOT NULL DEFAULT 0, "
+        "preempt_reason TEXT NOT NULL DEFAULT '')"
+    )
     db.commit()
     db.close()
     store = open_store(f"sqlite:///{path}")
@@ -57,5 +64,11 @@ async def test_sqlite_ledger_from_before_aging_is_upgraded_in_place(tmp_path: Pa
         (status,) = await store.pools()
         assert [w.id for w in status.waiters] == ["w1"]
         assert status.waiters[0].since > 0
+        held = LeaseRequest("h:gpu0", "l1", 500, 20, "h", 1, "h", None, 30.0)
+        assert (await store.grant(held)).lease is None  # the waiter ahead claims the pool
+        await store.withdraw("h:gpu0", "w1")
+        assert (await store.grant(held)).lease is not None
+        assert await store.request_preemption("h:gpu0", 500, 5, "need") == ["l1"]
+        assert (await store.renew("h:gpu0", "l1", 30.0)).preempt_priority == 5
     finally:
         await store.close()
