@@ -17,7 +17,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,diffusers]'
+	$(BIN)/pip install --quiet -e '.[test,diffusers,hf,onnx]'
 	touch $@
 
 lint: setup
