@@ -1,12 +1,17 @@
-"""Shared fixtures: a real Valkey server, started by the tests themselves."""
+"""Shared fixtures: a real Valkey server started by the tests themselves, and the real
+llama-server and demo model that ``make setup`` provides (a test that needs them fails
+loudly when they are missing; it is never skipped)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from model_boss.backends import BackendStartError, find_llama_server, models_dir
+from model_boss.backends._demo_model import DEMO_MODEL_FILE
 from model_boss.testing import ValkeyServer
 
 
@@ -29,3 +34,22 @@ def redis_url_for(kind: str, request: pytest.FixtureRequest) -> str:
         return os.environ["MODEL_BOSS_TEST_REDIS_URL"]
     url: str = request.getfixturevalue("valkey_url")
     return url
+
+
+@pytest.fixture(scope="session")
+def llama_server_binary() -> Path:
+    try:
+        return find_llama_server()
+    except BackendStartError as exc:
+        pytest.fail(f"{exc} -- run `make setup`", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def demo_model() -> Path:
+    path = models_dir() / DEMO_MODEL_FILE
+    if not path.is_file():
+        pytest.fail(
+            f"{path} is missing -- run `make setup` (python -m model_boss.backends.demo_model)",
+            pytrace=False,
+        )
+    return path

@@ -15,9 +15,6 @@ from typing import Any
 import psutil
 import pytest
 
-from model_boss.backends import BackendStartError, find_llama_server, models_dir
-from model_boss.backends._demo_model import DEMO_MODEL_FILE
-
 FAKES = Path(__file__).parent / "fakes"
 
 
@@ -47,25 +44,6 @@ async def port_closed(port: int) -> bool:
     writer.close()
     await writer.wait_closed()
     return False
-
-
-@pytest.fixture(scope="session")
-def llama_server_binary() -> Path:
-    try:
-        return find_llama_server()
-    except BackendStartError as exc:
-        pytest.fail(f"{exc} -- run `make setup`", pytrace=False)
-
-
-@pytest.fixture(scope="session")
-def demo_model() -> Path:
-    path = models_dir() / DEMO_MODEL_FILE
-    if not path.is_file():
-        pytest.fail(
-            f"{path} is missing -- run `make setup` (python -m model_boss.backends.demo_model)",
-            pytrace=False,
-        )
-    return path
 
 
 @pytest.fixture
