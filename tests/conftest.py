@@ -1,12 +1,13 @@
-"""Shared fixtures: a real Valkey server started by the tests themselves, and the real
+"""Shared fixtures: a real Valkey server started by the tests themselves; the real
 llama-server and demo model that ``make setup`` provides (a test that needs them fails
-loudly when they are missing; it is never skipped)."""
+loudly when they are missing; it is never skipped); a tiny diffusers pipeline made here."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,4 +53,28 @@ def demo_model() -> Path:
             f"{path} is missing -- run `make setup` (python -m model_boss.backends.demo_model)",
             pytrace=False,
         )
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A diffusers DDPM pipeline with a tiny random UNet, saved locally (no hub access)."""
+    import torch
+    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(  # type: ignore[no-untyped-call]
+        sample_size=32,
+        in_channels=3,
+        out_channels=3,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        norm_num_groups=8,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+    )
+    scheduler = DDPMScheduler(num_train_timesteps=50)  # type: ignore[no-untyped-call]
+    pipeline: Any = DDPMPipeline(unet=unet, scheduler=scheduler)  # type: ignore[no-untyped-call]
+    path = tmp_path_factory.mktemp("tiny-ddpm")
+    pipeline.save_pretrained(path)
     return path

@@ -60,27 +60,3 @@ def smollm_entry(demo_model: Path, llama_server_binary: Path) -> dict[str, Any]:
             "stop_grace_s": 5,
         },
     }
-
-
-@pytest.fixture(scope="session")
-def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A diffusers DDPM pipeline with a tiny random UNet, saved locally (no hub access)."""
-    import torch
-    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
-
-    torch.manual_seed(0)
-    unet = UNet2DModel(  # type: ignore[no-untyped-call]
-        sample_size=32,
-        in_channels=3,
-        out_channels=3,
-        layers_per_block=1,
-        block_out_channels=(8, 16),
-        norm_num_groups=8,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-    )
-    scheduler = DDPMScheduler(num_train_timesteps=50)  # type: ignore[no-untyped-call]
-    pipeline: Any = DDPMPipeline(unet=unet, scheduler=scheduler)  # type: ignore[no-untyped-call]
-    path = tmp_path_factory.mktemp("tiny-ddpm")
-    pipeline.save_pretrained(path)
-    return path

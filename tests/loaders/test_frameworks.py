@@ -1,7 +1,8 @@
 """Each framework loader with a real (tiny, locally made) model, under a real RAM lease.
 
-Nothing is downloaded: the diffusers pipeline, the Transformers model and tokenizer, and
-the ONNX graph are built here with random weights and saved to a temporary directory.
+Nothing is downloaded: the diffusers pipeline (tests/conftest.py), the Transformers model
+and tokenizer, and the ONNX graph are built with random weights and saved to a temporary
+directory.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -25,29 +25,6 @@ from model_boss.loaders import (
     kind_from_path,
 )
 from tests.loaders.conftest import used_mb
-
-
-@pytest.fixture(scope="module")
-def tiny_ddpm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
-    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
-
-    torch.manual_seed(0)
-    unet = UNet2DModel(  # type: ignore[no-untyped-call]
-        sample_size=16,
-        in_channels=3,
-        out_channels=3,
-        layers_per_block=1,
-        block_out_channels=(8, 16),
-        norm_num_groups=8,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-    )
-    scheduler = DDPMScheduler(num_train_timesteps=10)  # type: ignore[no-untyped-call]
-    pipeline: Any = DDPMPipeline(unet=unet, scheduler=scheduler)  # type: ignore[no-untyped-call]
-    path = tmp_path_factory.mktemp("ddpm")
-    pipeline.save_pretrained(path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -110,26 +87,26 @@ def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_loader_is_told_from_the_path(
-    tiny_ddpm: Path, tiny_llama: Path, tiny_onnx: Path
+    tiny_pipeline: Path, tiny_llama: Path, tiny_onnx: Path
 ) -> None:
-    assert kind_from_path(tiny_ddpm) == "diffusers"
+    assert kind_from_path(tiny_pipeline) == "diffusers"
     assert kind_from_path(tiny_llama) == "hf"
     assert kind_from_path(tiny_onnx) == "onnx"
     assert kind_from_path(Path("x/model.Q4_K_M.gguf")) == "gguf"
 
 
 async def test_a_diffusers_pipeline_loads_under_a_lease_and_makes_images(
-    cpu_boss: GPUBoss, ram_boss: RAMBoss, tiny_ddpm: Path
+    cpu_boss: GPUBoss, ram_boss: RAMBoss, tiny_pipeline: Path
 ) -> None:
     async with ManagedModelLoader(cpu_boss, ram_boss=ram_boss) as kit:
-        model = await kit.load("ddpm", tiny_ddpm)  # size estimated from the files
+        model = await kit.load("ddpm", tiny_pipeline)  # size estimated from the files
         assert model.kind == "diffusers"
         assert 0 < model.mb == (await used_mb(ram_boss))["t:ram"]
         async with model.use() as pipe:
             out = await asyncio.to_thread(
                 pipe, batch_size=1, num_inference_steps=2, output_type="np"
             )
-        assert out.images.shape == (1, 16, 16, 3)
+        assert out.images.shape == (1, 32, 32, 3)
     assert (await used_mb(ram_boss))["t:ram"] == 0
 
 

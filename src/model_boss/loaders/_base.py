@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from model_boss.config import estimate_vram_mb
 from model_boss.errors import ModelBossError
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "ModelUnloaded",
     "Target",
     "UnknownLoader",
+    "estimate_from_files",
 ]
 
 
@@ -78,3 +80,11 @@ class Loader(Protocol):
     async def unload(self, model: Any) -> None:
         """Let the model go and give its memory back to the device."""
         ...
+
+
+def estimate_from_files(path: Path | None) -> int | None:
+    """The size on disk times the documented factor (``config.FILE_FACTOR``); None when
+    there is nothing to measure. Blocking: it walks a directory."""
+    if path is None or not path.exists():
+        return None
+    return estimate_vram_mb(path)

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from model_boss.config import estimate_vram_mb
-from model_boss.loaders._base import Target
+from model_boss.loaders._base import Target, estimate_from_files
 from model_boss.loaders._torch import free_torch_memory, torch_dtype
 
 __all__ = ["TASKS", "HFModel", "HFModelLoader"]
@@ -87,9 +86,7 @@ class HFModelLoader:
         self.task = task
 
     def estimate_mb(self, path: Path | None, options: Mapping[str, Any]) -> int | None:
-        if path is None or not path.exists():
-            return None
-        return estimate_vram_mb(path)
+        return estimate_from_files(path)
 
     async def load(
         self, model_id: str, path: Path | None, target: Target, options: Mapping[str, Any]

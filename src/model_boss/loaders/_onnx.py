@@ -12,8 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from model_boss.config import estimate_vram_mb
-from model_boss.loaders._base import Target
+from model_boss.loaders._base import Target, estimate_from_files
 
 __all__ = ["ONNXLoader"]
 
@@ -22,9 +21,7 @@ class ONNXLoader:
     kind = "onnx"
 
     def estimate_mb(self, path: Path | None, options: Mapping[str, Any]) -> int | None:
-        if path is None or not path.is_file():
-            return None
-        return estimate_vram_mb(path)
+        return estimate_from_files(path)
 
     async def load(
         self, model_id: str, path: Path | None, target: Target, options: Mapping[str, Any]
