@@ -325,6 +325,8 @@ class ManagedModelLoader:
             opts = {**_spec_options(spec), **opts}
             if loader is None:
                 loader = loader_kind_for_backend(spec.backend, model_id)
+        if resolved is not None and not resolved.exists():
+            raise FileNotFoundError(f"model {model_id!r}: {resolved}: no such file or directory")
         chosen = self._loader(loader, resolved)
         mb = vram_mb
         if mb is None and spec is not None and spec.vram_mb is not None:
