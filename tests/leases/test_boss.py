@@ -112,6 +112,19 @@ async def test_higher_priority_waiter_makes_a_lower_holder_see_preempted(url: st
         await got.release()
 
 
+async def test_a_holder_with_a_long_ttl_hears_of_a_preemption_request_within_seconds(
+    url: str,
+) -> None:
+    async with boss_for(url, [Device(0, 10_000)], ttl_s=60) as boss:  # TTL/3 would be 20 s
+        async with boss.acquire(vram_mb=8000, priority=Priority.LOW, timeout=5) as low:
+            waiter = asyncio.create_task(_take(boss, 6000, Priority.HIGH))
+            started = time.monotonic()
+            await asyncio.wait_for(low.preempted.wait(), timeout=10)
+            assert time.monotonic() - started < 6.0  # renewed every 2 s, not every 20 s
+            assert low.preempt_priority == Priority.HIGH
+        await (await asyncio.wait_for(waiter, timeout=5)).release()
+
+
 async def _take(boss: GPUBoss, mb: int, prio: Priority) -> Lease:
     return await boss.acquire(vram_mb=mb, priority=prio, timeout=10)
 

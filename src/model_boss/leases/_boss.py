@@ -40,6 +40,14 @@ __all__ = ["BossStatus", "GPUBoss", "LeaseContext", "RAMBoss"]
 log = logging.getLogger("model_boss.leases")
 
 DEFAULT_TTL_S = 30.0
+#: Holders renew at least this often, whatever the TTL: a renewal is also how a holder hears
+#: that a more urgent waiter asks for its memory, so this bounds that waiter's extra wait.
+MAX_HEARTBEAT_S = 2.0
+
+
+def heartbeat_interval(ttl_s: float) -> float:
+    """Renew every TTL/3 (two renewals may fail before expiry), and at least every 2 s."""
+    return min(ttl_s / 3, MAX_HEARTBEAT_S)
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,7 +270,7 @@ class _Boss:
             on_release=self._forget,
         )
         self._held[lease.id] = lease
-        lease.start_heartbeat(ttl / 3)
+        lease.start_heartbeat(heartbeat_interval(ttl))
         return lease
 
     def _forget(self, lease: Lease) -> None:
