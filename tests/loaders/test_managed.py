@@ -242,7 +242,7 @@ async def test_bad_requests_fail_before_any_lease(gpu_boss: GPUBoss, tmp_path: P
     async with ManagedModelLoader(gpu_boss) as kit:
         with pytest.raises(UnknownLoader, match="unknown loader 'tensorflow'"):
             await kit.load("m", tmp_path, loader="tensorflow", vram_mb=10)
-        with pytest.raises(FileNotFoundError, match="missing.gguf: no such file"):
+        with pytest.raises(FileNotFoundError, match=r"missing\.gguf: no such file"):
             await kit.load("m", tmp_path / "missing.gguf", vram_mb=10)
         odd = tmp_path / "weights.bin"
         odd.write_bytes(b"x")

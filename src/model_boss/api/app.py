@@ -14,6 +14,7 @@ from model_boss.api.auth import KeyCheck
 from model_boss.api.errors import APIError, error_response, install_error_handlers
 from model_boss.api.metrics import CoordinatorMetrics
 from model_boss.api.routes_admin import router as admin_router
+from model_boss.api.routes_dashboard import router as dashboard_router
 from model_boss.api.routes_openai import router as openai_router
 from model_boss.api.routes_status import router as status_router
 from model_boss.api.service import InferenceService
@@ -70,6 +71,7 @@ def create_app(
     app.include_router(openai_router)
     app.include_router(status_router)
     app.include_router(admin_router)
+    app.include_router(dashboard_router)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     return app
 

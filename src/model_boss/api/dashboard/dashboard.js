@@ -1,0 +1,230 @@
+// The model-boss dashboard: polls the coordinator's JSON status endpoints every 2 s and
+// renders them. Every value from the server goes into the page as text (textContent),
+// never as HTML: client ids and model names are chosen by callers.
+"use strict";
+
+const POLL_MS = 2000;
+const KEY_STORE = "model-boss.api-key";
+const PRIORITY_NAMES = [[1, "urgent"], [5, "high"], [10, "normal"], [20, "low"], [50, "batch"]];
+
+function priorityLabel(p) {
+  let label = "urgent";
+  for (const [value, name] of PRIORITY_NAMES) {
+    if (p >= value) label = name;
+  }
+  return `${label} (${p})`;
+}
+
+function seconds(s) {
+  if (s < 60) return `${s.toFixed(1)} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+  return `${(s / 3600).toFixed(1)} h`;
+}
+
+function headers(extra) {
+  const key = localStorage.getItem(KEY_STORE);
+  const out = Object.assign({}, extra || {});
+  if (key) out.Authorization = `Bearer ${key}`;
+  return out;
+}
+
+class HttpError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+async function getJSON(path) {
+  const r = await fetch(path, { headers: headers(), cache: "no-store" });
+  if (!r.ok) {
+    let message = `${path}: HTTP ${r.status}`;
+    try {
+      const body = await r.json();
+      if (body && body.error && body.error.message) message = `${path}: ${body.error.message}`;
+    } catch (_) { /* not JSON */ }
+    throw new HttpError(r.status, message);
+  }
+  return r.json();
+}
+
+function cell(text, className) {
+  const td = document.createElement("td");
+  td.textContent = text === null || text === undefined ? "" : String(text);
+  if (className) td.className = className;
+  return td;
+}
+
+function fill(tableId, rows) {
+  const body = document.querySelector(`#${tableId} tbody`);
+  body.replaceChildren(...rows);
+}
+
+function row(cells, attrs) {
+  const tr = document.createElement("tr");
+  tr.append(...cells);
+  for (const [k, v] of Object.entries(attrs || {})) tr.dataset[k] = v;
+  return tr;
+}
+
+function renderSummary(health, gpu) {
+  const parts = [
+    `${health.models} models`,
+    `${health.queue_depth} waiting`,
+    `${health.running} running`,
+    `ledger ${gpu.ledger}`,
+  ];
+  document.getElementById("summary").textContent = parts.join(" · ");
+}
+
+function renderPools(gpu) {
+  const root = document.getElementById("pools");
+  const blocks = gpu.pools.map((p) => {
+    const div = document.createElement("div");
+    div.className = "pool";
+    div.dataset.pool = p.pool;
+    const title = document.createElement("h3");
+    title.textContent = `${p.pool}: ${p.used_mb} MB leased, ${p.foreign_mb} MB used outside the ledger, ${p.free_mb} MB free of ${p.capacity_mb} MB`;
+    const bar = document.createElement("div");
+    bar.className = "bar";
+    bar.setAttribute("role", "img");
+    bar.setAttribute("aria-label", title.textContent);
+    for (const [cls, mb] of [["used", p.used_mb], ["foreign", p.foreign_mb]]) {
+      const span = document.createElement("span");
+      span.className = cls;
+      span.style.width = `${p.capacity_mb ? (100 * mb) / p.capacity_mb : 0}%`;
+      bar.append(span);
+    }
+    const table = document.createElement("table");
+    table.className = "leases";
+    const head = document.createElement("thead");
+    head.append(row(["holder", "model", "MB", "priority", "token", "expires in", "asked back"].map((h) => {
+      const th = document.createElement("th");
+      th.textContent = h;
+      return th;
+    })));
+    const body = document.createElement("tbody");
+    const now = Date.now() / 1000;
+    for (const l of p.leases) {
+      const asked = l.preempt ? (l.preempt_reason || "yes") : "";
+      body.append(row([
+        cell(l.holder), cell(l.model_id || ""), cell(l.mb, "num"), cell(priorityLabel(l.priority)),
+        cell(l.token, "num"), cell(seconds(Math.max(0, l.expires_at - now))), cell(asked, l.preempt ? "asked" : ""),
+      ], { lease: l.id }));
+    }
+    for (const w of p.waiters) {
+      body.append(row([
+        cell(w.holder), cell("(waiting)"), cell(w.mb, "num"), cell(priorityLabel(w.priority)),
+        cell(""), cell(""), cell(""),
+      ], { waiter: w.id }));
+    }
+    table.append(head, body);
+    div.append(title, bar, table);
+    return div;
+  });
+  root.replaceChildren(...blocks);
+}
+
+function actionButton(model, action) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.textContent = action;
+  b.dataset.action = action;
+  b.addEventListener("click", async () => {
+    b.disabled = true;
+    try {
+      const r = await fetch(`/v1/admin/models/${encodeURIComponent(model)}/${action}`, {
+        method: "POST",
+        headers: headers({ "Content-Type": "application/json" }),
+        body: "{}",
+      });
+      if (!r.ok) {
+        const body = await r.json().catch(() => ({}));
+        showError(`${action} ${model}: ${(body.error && body.error.message) || `HTTP ${r.status}`}`);
+      } else {
+        showError("");
+      }
+    } finally {
+      b.disabled = false;
+      refresh();
+    }
+  });
+  return b;
+}
+
+function renderModels(admin) {
+  fill("models", admin.models.map((m) => {
+    const actions = document.createElement("td");
+    actions.append(m.replicas.loaded > 0 ? actionButton(m.id, "unload") : actionButton(m.id, "load"));
+    return row([
+      cell(m.id), cell(m.backend), cell(m.state, `state-${m.state}`),
+      cell(`${m.replicas.loaded}/${m.replicas.max}`, "num"), cell(m.queue.waiting, "num"),
+      cell(m.queue.running, "num"), cell(m.footprint_mb, "num"), cell(m.pin ? "yes" : ""), actions,
+    ], { model: m.id, state: m.state });
+  }));
+}
+
+function renderQueue(queue) {
+  fill("queue", queue.waiting.map((q) => row([
+    cell(q.position, "num"), cell(q.model), cell(priorityLabel(q.priority)), cell(q.client),
+    cell(seconds(q.age_s)),
+  ], { request: q.request_id })));
+  fill("running", queue.running.map((q) => row([
+    cell(q.request_id), cell(q.model), cell(priorityLabel(q.priority)), cell(q.client),
+    cell(seconds(q.running_s)),
+  ], { request: q.request_id })));
+}
+
+function renderClients(requestors) {
+  const now = Date.now() / 1000;
+  fill("clients", requestors.clients.map((c) => row([
+    cell(c.client_id), cell(c.requests, "num"), cell(c.errors, "num"), cell(c.rejected, "num"),
+    cell(c.cancelled, "num"), cell(c.last_priority === null ? "" : priorityLabel(c.last_priority)),
+    cell(c.last_seen ? `${seconds(Math.max(0, now - c.last_seen))} ago` : ""),
+  ], { client: c.client_id })));
+}
+
+function showError(message) {
+  const el = document.getElementById("error");
+  el.textContent = message;
+  el.hidden = !message;
+}
+
+let timer = null;
+
+async function refresh() {
+  clearTimeout(timer);
+  try {
+    const [health, gpu, admin, queue, requestors] = await Promise.all([
+      getJSON("/health"), getJSON("/api/v1/gpu/status"), getJSON("/v1/admin/models"),
+      getJSON("/v1/queue"), getJSON("/v1/requestors"),
+    ]);
+    renderSummary(health, gpu);
+    renderPools(gpu);
+    renderModels(admin);
+    renderQueue(queue);
+    renderClients(requestors);
+    showError("");
+    document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+    document.body.dataset.loaded = "true";
+  } catch (e) {
+    if (e instanceof HttpError && (e.status === 401 || e.status === 403)) {
+      showError(`${e.message} — enter an API key (an admin key shows the models)`);
+    } else {
+      showError(`cannot reach the coordinator: ${e.message}`);
+    }
+  } finally {
+    timer = setTimeout(refresh, POLL_MS);
+  }
+}
+
+document.getElementById("key-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const input = document.getElementById("api-key");
+  if (input.value) localStorage.setItem(KEY_STORE, input.value);
+  else localStorage.removeItem(KEY_STORE);
+  input.value = "";
+  refresh();
+});
+
+refresh();
