@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -244,3 +246,47 @@ async def test_the_ledger_lists_each_pool_once_with_gpu_and_ram_bosses_on_one_le
         assert [p.pool for p in await ledger.status()] == ["t:gpu0", "t:ram"]
     finally:
         await ledger.close()
+
+
+async def test_demand_survives_a_restart_through_the_demand_file(tmp_path: Path) -> None:
+    demand = tmp_path / "demand.json"
+
+    def engine() -> Engine:
+        boss = GPUBoss(f"memory://demand-{secrets.token_hex(4)}", [Device(0, 10_000)], host="t")
+        models = [model("a", 6000), model("b", 6000)]
+        return Engine(models, SlotLedger(boss, None), demand_file=demand)
+
+    first = engine()
+    await first.start()
+    for name in ["a", "a", "a", "b"]:
+        await run(first, name)
+    await first.stop()
+    saved = json.loads(demand.read_text())["demand"]
+    assert saved["a"] > saved["b"] > 0
+    assert abs(sum(saved.values()) - 1.0) < 1e-9
+
+    second = engine()
+    await second.start()
+    try:
+        shares = second.scheduler.demand_shares()  # before any request of this run
+        assert shares["a"] == pytest.approx(saved["a"])
+        assert shares["b"] == pytest.approx(saved["b"])
+    finally:
+        await second.stop()
+
+
+async def test_a_broken_demand_file_is_ignored_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    demand = tmp_path / "demand.json"
+    demand.write_text("{not json")
+    boss = GPUBoss(f"memory://bad-demand-{secrets.token_hex(4)}", [Device(0, 10_000)], host="t")
+    eng = Engine([model("a", 6000)], SlotLedger(boss, None), demand_file=demand)
+    await eng.start()
+    try:
+        assert eng.scheduler.demand_shares() == {}
+        assert await run(eng, "a") == "a"
+    finally:
+        await eng.stop()
+    assert "ignoring the saved demand" in caplog.text
+    assert json.loads(demand.read_text())["demand"] == {"a": 1.0}  # rewritten at stop

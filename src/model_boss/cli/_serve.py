@@ -76,7 +76,12 @@ def _serve(args: argparse.Namespace) -> int:
     ram = RAMBoss(args.ledger, holder=holder)
     ledger = SlotLedger(gpu if gpu.devices else None, ram)
     log_dir = default_state_dir() / "logs"
-    engine = Engine(engine_models(settings), ledger, log_dir=str(log_dir))
+    engine = Engine(
+        engine_models(settings),
+        ledger,
+        log_dir=str(log_dir),
+        demand_file=default_state_dir() / "demand.json",
+    )
     app = create_app(
         engine,
         api_keys=_keys(args.api_key, "MODEL_BOSS_API_KEYS"),

@@ -11,10 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from model_boss.backends import Backend, BackendCrashed
@@ -131,6 +134,7 @@ class Engine:
         factory: BackendFactory | None = None,
         config: SchedulerConfig | None = None,
         log_dir: str | None = None,
+        demand_file: str | os.PathLike[str] | None = None,
         lease_timeout_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -144,6 +148,7 @@ class Engine:
         self.scheduler = Scheduler([m.profile for m in models], ledger.pools, self.config)
         self._factory = factory
         self._log_dir = log_dir
+        self._demand_file = None if demand_file is None else Path(demand_file)
         self._lease_timeout_s = lease_timeout_s
         self._clock = clock
         self._events: asyncio.Queue[Event] = asyncio.Queue()
@@ -162,6 +167,7 @@ class Engine:
 
     async def start(self) -> None:
         await self.ledger.connect()
+        self._load_demand()
         self._runner = asyncio.get_running_loop().create_task(self._run(), name="engine")
         self._post(Tick(self._clock()))
 
@@ -182,6 +188,34 @@ class Engine:
         for rt in list(self._slots.values()):
             await self._teardown(rt)
         await self.ledger.close()
+        self._save_demand()
+
+    def _load_demand(self) -> None:
+        """Start eviction's popularity estimate where the last run left it (if known)."""
+        path = self._demand_file
+        if path is None or not path.is_file():
+            return
+        try:
+            data = json.loads(path.read_text())
+            shares = {
+                str(k): float(v) for k, v in dict(data["demand"]).items() if str(k) in self.models
+            }
+            self.scheduler.prime_demand(shares)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring the saved demand in %s: %s", path, exc)
+
+    def _save_demand(self) -> None:
+        path = self._demand_file
+        shares = self.scheduler.demand_shares()
+        if path is None or not shares:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(json.dumps({"version": 1, "demand": shares}, sort_keys=True))
+            tmp.replace(path)
+        except OSError as exc:
+            log.warning("could not save the demand to %s: %s", path, exc)
 
     def now(self) -> float:
         """The engine's clock (the one ticket times are on)."""

@@ -92,6 +92,15 @@ class Scheduler(LoadPlanner):
 
     # -- public -----------------------------------------------------------------------------
 
+    def demand_shares(self) -> dict[str, float]:
+        """Each model's share of recent demand (summing to 1; empty before any arrival).
+
+        What :meth:`prime_demand` takes back, e.g. across a restart."""
+        total = sum(m.demand for m in self.models.values())
+        if total <= 0:
+            return {}
+        return {mid: m.demand / total for mid, m in self.models.items() if m.demand > 0}
+
     def prime_demand(self, weights: Mapping[str, float]) -> None:
         """Start eviction's demand estimate from known popularity instead of from zero.
 
