@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import inspect
 import logging
 import math
 import os
@@ -160,7 +161,7 @@ class ManagedModel:
         if name.startswith("_"):
             raise AttributeError(name)
         attr = getattr(self.model, name)
-        if not asyncio.iscoroutinefunction(attr):
+        if not inspect.iscoroutinefunction(attr):
             return attr
 
         async def call(*args: Any, **kwargs: Any) -> Any:
