@@ -20,10 +20,41 @@ def test_a_small_run_reports_each_variant_against_bound_and_oracle() -> None:
     )
     assert run.returncode == 0, run.stderr[-3000:]
     rows = json.loads(run.stdout.strip().splitlines()[-1])["rows"]
-    variants = {"production", "true popularity", "no priority weight", "drain serving", "all three"}
+    variants = {
+        "production",
+        "true popularity",
+        "no priority weight",
+        "drain serving",
+        "all three",
+        "no idle unloading",
+    }
     assert {r["variant"] for r in rows} == variants
     assert {r["rate_per_s"] for r in rows} == {0.25, 1.0, 2.0}
     for r in rows:
+        assert r["bound_exact"] is True
         assert 0 < r["bound"] <= r["oracle"]
         assert r["over_bound"] == round(r["loads"] / r["bound"], 3)
         assert 0.0 <= r["slo10"] <= 1.0
+
+
+def test_a_mixed_size_setting_has_no_oracle() -> None:
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--json",
+            "--requests",
+            "300",
+            "--setting",
+            "16 models, 1x24GB",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = json.loads(run.stdout.strip().splitlines()[-1])["rows"]
+    assert {r["rate_per_s"] for r in rows} == {0.25}
+    assert all(r["bound_exact"] is False and r["oracle"] is None for r in rows)
+    assert all(r["over_oracle"] is None for r in rows)

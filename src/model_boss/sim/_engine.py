@@ -85,8 +85,14 @@ def pool_specs(gpus_mb: Sequence[int]) -> list[PoolSpec]:
     return [PoolSpec(f"gpu{i}", mb) for i, mb in enumerate(gpus_mb)]
 
 
-def scheduler_factory(config: SchedulerConfig | None = None) -> PolicyFactory:
-    """A factory for the production scheduler over simulated models."""
+def scheduler_factory(
+    config: SchedulerConfig | None = None, *, stay_warm_s: float | None = None
+) -> PolicyFactory:
+    """A factory for the production scheduler over simulated models.
+
+    ``stay_warm_s`` sets every model's idle unloading time (default: the category's, 300 s
+    for the generated LLMs; ``math.inf`` never unloads an idle model).
+    """
 
     def make(models: Sequence[SimModel], pools: Sequence[PoolSpec]) -> Policy:
         profiles = [
@@ -98,6 +104,7 @@ def scheduler_factory(config: SchedulerConfig | None = None) -> PolicyFactory:
                 replica_max=m.replica_max,
                 splittable=True,
                 load_s=m.load_s,
+                stay_warm_s=stay_warm_s,
             )
             for m in models
         ]
