@@ -4,7 +4,8 @@ caller-chosen text is shown as text, and the API-key prompt."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,15 @@ def chat(url: str, model: str, client: str, priority: str = "normal", **extra: s
     assert r.status_code == 200, r.text
 
 
+def until(page: Any, check: Callable[[], bool], timeout_s: float = 15.0) -> None:
+    """Poll ``check`` (locator queries: they work under the page's strict CSP, where
+    evaluating a string of JavaScript in the page, as wait_for_function does, is refused)."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "the page never got there"
+        page.wait_for_timeout(100)
+
+
 def cells(page: Any, selector: str) -> list[str]:
     return [str(t).strip() for t in page.locator(selector).all_inner_texts()]
 
@@ -87,13 +97,58 @@ def test_load_and_unload_buttons_drive_the_coordinator(browser: Any, url: str) -
     page.wait_for_selector("body[data-loaded=true]")
     page.click('#models tr[data-model="other"] button[data-action="load"]')
     page.wait_for_selector('#models tr[data-model="other"][data-state="ready"]', timeout=15_000)
-    page.wait_for_function("document.querySelectorAll('.leases tbody tr').length === 2")
+    until(page, lambda: page.locator(".leases tbody tr").count() == 2)
     states = {m["id"]: m["state"] for m in httpx.get(f"{url}/v1/admin/models").json()["models"]}
     assert states["other"] == "ready"
     page.click('#models tr[data-model="other"] button[data-action="unload"]')
     page.wait_for_selector('#models tr[data-model="other"][data-state="unloaded"]', timeout=15_000)
-    page.wait_for_function("document.querySelectorAll('.leases tbody tr').length <= 1")
+    until(page, lambda: page.locator(".leases tbody tr").count() <= 1)
     assert page.locator("#error").is_hidden()
+    page.close()
+
+
+def test_a_model_loads_with_settings_typed_into_the_dashboard(browser: Any, url: str) -> None:
+    page = browser.new_page()
+    page.goto(f"{url}/dashboard")
+    page.wait_for_selector("body[data-loaded=true]")
+    row = '#models tr[data-model="other"]'
+    page.click(f'{row} button[data-action="overrides"]')
+    form = f"{row} form.overrides"
+    page.wait_for_selector(form)
+    assert sorted(page.locator(f"{form} input").evaluate_all("els => els.map(e => e.name)")) == [
+        "load_s",
+        "output_tokens",
+        "tokens_per_s",
+        "ttft_s",
+    ]
+    page.fill(f'{form} input[name="output_tokens"]', "-3")  # refused by the coordinator
+    page.click(f"{form} button[type=submit]")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "output_tokens" in page.locator("#error").inner_text()
+    page.wait_for_timeout(2500)  # a refresh later the error is still there
+    assert "output_tokens" in page.locator("#error").inner_text()
+    page.fill(f'{form} input[name="output_tokens"]', "7")
+    page.click(f"{form} button[type=submit]")
+    page.wait_for_selector(f'{row}[data-state="ready"]', timeout=15_000)
+    assert page.locator("#error").is_hidden()
+    models = {m["id"]: m for m in httpx.get(f"{url}/v1/admin/models").json()["models"]}
+    assert models["other"]["overrides"]["simulated"]["output_tokens"] == 7
+    page.click(f'{row} button[data-action="unload"]')
+    page.wait_for_selector(f'{row}[data-state="unloaded"]', timeout=15_000)
+    page.click(f'{row} button[data-action="overrides"]')  # the form shows what is in force
+    assert page.input_value(f'{form} input[name="output_tokens"]') == "7"
+    page.close()
+
+
+def test_each_pool_has_a_chart_of_its_recent_memory(browser: Any, url: str) -> None:
+    page = browser.new_page()
+    page.goto(f"{url}/dashboard")
+    line = page.locator(".pool svg.history-chart polyline").first
+    until(page, lambda: len((line.get_attribute("points") or "").split()) >= 2)
+    assert "peak" in page.locator(".pool div.history span").first.inner_text()
+    label = page.locator(".pool svg.history-chart").first.get_attribute("aria-label")
+    assert label is not None
+    assert "peak" in label
     page.close()
 
 
@@ -109,7 +164,7 @@ def test_text_chosen_by_callers_is_shown_as_text_never_run(browser: Any, url: st
     page.on("dialog", on_dialog)
     page.goto(f"{url}/dashboard")
     page.wait_for_selector("body[data-loaded=true]")
-    page.wait_for_function("document.querySelector('#clients tbody').innerText.includes('onerror')")
+    until(page, lambda: "onerror" in page.locator("#clients tbody").inner_text())
     assert SCRIPT in cells(page, "#clients tbody td")
     assert page.locator("#clients img").count() == 0
     assert page.title() == "model-boss"

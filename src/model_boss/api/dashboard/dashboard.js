@@ -77,6 +77,48 @@ function renderSummary(health, gpu) {
   document.getElementById("summary").textContent = parts.join(" · ");
 }
 
+const HISTORY_POINTS = 150; // 5 minutes of 2 s samples
+const history = new Map(); // pool -> [used_mb + foreign_mb, ...]
+const SVG = "http://www.w3.org/2000/svg";
+
+function remember(p) {
+  const points = history.get(p.pool) || [];
+  points.push(p.used_mb + p.foreign_mb);
+  if (points.length > HISTORY_POINTS) points.shift();
+  history.set(p.pool, points);
+  return points;
+}
+
+function sparkline(points, capacity) {
+  const width = 300;
+  const height = 36;
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.setAttribute("class", "history-chart");
+  svg.setAttribute("role", "img");
+  const peak = Math.max(...points);
+  svg.setAttribute("aria-label", `memory in use over the last ${points.length} samples, peak ${peak} MB`);
+  const step = width / Math.max(1, HISTORY_POINTS - 1);
+  const offset = (HISTORY_POINTS - points.length) * step;
+  const coords = points.map((mb, i) => {
+    const x = offset + i * step;
+    const y = height - (capacity ? (height * mb) / capacity : 0);
+    return `${x.toFixed(1)},${y.toFixed(1)}`;
+  });
+  const frame = document.createElementNS(SVG, "rect");
+  frame.setAttribute("width", String(width));
+  frame.setAttribute("height", String(height));
+  const line = document.createElementNS(SVG, "polyline");
+  line.setAttribute("points", coords.join(" "));
+  svg.append(frame, line);
+  const figure = document.createElement("div");
+  figure.className = "history";
+  const caption = document.createElement("span");
+  caption.textContent = `in use over the last ${seconds((points.length * POLL_MS) / 1000)} (peak ${peak} MB)`;
+  figure.append(svg, caption);
+  return figure;
+}
+
 function renderPools(gpu) {
   const root = document.getElementById("pools");
   const blocks = gpu.pools.map((p) => {
@@ -119,10 +161,27 @@ function renderPools(gpu) {
       ], { waiter: w.id }));
     }
     table.append(head, body);
-    div.append(title, bar, table);
+    div.append(title, bar, sparkline(remember(p), p.capacity_mb), table);
     return div;
   });
   root.replaceChildren(...blocks);
+}
+
+async function post(model, action, body) {
+  const r = await fetch(`/v1/admin/models/${encodeURIComponent(model)}/${action}`, {
+    method: "POST",
+    headers: headers({ "Content-Type": "application/json" }),
+    body: JSON.stringify(body || {}),
+  });
+  if (!r.ok) {
+    const answer = await r.json().catch(() => ({}));
+    showError(`${action} ${model}: ${(answer.error && answer.error.message) || `HTTP ${r.status}`}`);
+    keepError = true;
+    return false;
+  }
+  keepError = false;
+  showError("");
+  return true;
 }
 
 function actionButton(model, action) {
@@ -133,29 +192,91 @@ function actionButton(model, action) {
   b.addEventListener("click", async () => {
     b.disabled = true;
     try {
-      const r = await fetch(`/v1/admin/models/${encodeURIComponent(model)}/${action}`, {
-        method: "POST",
-        headers: headers({ "Content-Type": "application/json" }),
-        body: "{}",
-      });
-      if (!r.ok) {
-        const body = await r.json().catch(() => ({}));
-        showError(`${action} ${model}: ${(body.error && body.error.message) || `HTTP ${r.status}`}`);
-      } else {
-        showError("");
-      }
+      await post(model, action);
     } finally {
-      b.disabled = false;
       refresh();
     }
   });
   return b;
 }
 
+const openForms = new Set(); // models whose overrides form is open (kept across refreshes)
+const draft = new Map(); // "model/field" -> what the user typed so far
+
+function overrideValue(text) {
+  const trimmed = text.trim();
+  if (trimmed === "true" || trimmed === "false") return trimmed === "true";
+  const n = Number(trimmed);
+  return trimmed !== "" && Number.isFinite(n) ? n : trimmed;
+}
+
+// The coordinator reports overrides as a manifest-entry patch: top-level keys, or keys of
+// the backend's table (e.g. {"llama_server": {"parallel": 2}}).
+function currentOverride(m, field) {
+  const top = m.overrides[field];
+  if (top !== undefined && (top === null || typeof top !== "object")) return top;
+  for (const table of Object.values(m.overrides)) {
+    if (table && typeof table === "object" && table[field] !== undefined) return table[field];
+  }
+  return undefined;
+}
+
+function overridesForm(m) {
+  const form = document.createElement("form");
+  form.className = "overrides";
+  form.dataset.model = m.id;
+  for (const field of m.capabilities.live_overrides) {
+    const label = document.createElement("label");
+    label.textContent = field;
+    const input = document.createElement("input");
+    input.name = field;
+    input.size = 8;
+    const key = `${m.id}/${field}`;
+    const current = currentOverride(m, field);
+    input.value = draft.has(key) ? draft.get(key) : current === undefined ? "" : String(current);
+    input.addEventListener("input", () => draft.set(key, input.value));
+    label.append(input);
+    form.append(label);
+  }
+  const submit = document.createElement("button");
+  submit.type = "submit";
+  submit.textContent = "load with these";
+  form.append(submit);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const overrides = {};
+    for (const input of form.querySelectorAll("input")) {
+      if (input.value.trim() !== "") overrides[input.name] = overrideValue(input.value);
+    }
+    submit.disabled = true;
+    const ok = await post(m.id, "load", { overrides });
+    if (ok) {
+      openForms.delete(m.id);
+      for (const field of m.capabilities.live_overrides) draft.delete(`${m.id}/${field}`);
+    }
+    refresh();
+  });
+  return form;
+}
+
 function renderModels(admin) {
   fill("models", admin.models.map((m) => {
     const actions = document.createElement("td");
-    actions.append(m.replicas.loaded > 0 ? actionButton(m.id, "unload") : actionButton(m.id, "load"));
+    const loaded = m.replicas.loaded > 0;
+    actions.append(loaded ? actionButton(m.id, "unload") : actionButton(m.id, "load"));
+    if (!loaded && m.capabilities.live_overrides.length) {
+      const toggle = document.createElement("button");
+      toggle.type = "button";
+      toggle.dataset.action = "overrides";
+      toggle.textContent = openForms.has(m.id) ? "hide settings" : "settings…";
+      toggle.addEventListener("click", () => {
+        if (openForms.has(m.id)) openForms.delete(m.id);
+        else openForms.add(m.id);
+        refresh();
+      });
+      actions.append(" ", toggle);
+      if (openForms.has(m.id)) actions.append(overridesForm(m));
+    }
     return row([
       cell(m.id), cell(m.backend), cell(m.state, `state-${m.state}`),
       cell(`${m.replicas.loaded}/${m.replicas.max}`, "num"), cell(m.queue.waiting, "num"),
@@ -191,6 +312,7 @@ function showError(message) {
 }
 
 let timer = null;
+let keepError = false; // an admin action's error stays until the next admin action
 
 async function refresh() {
   clearTimeout(timer);
@@ -201,10 +323,13 @@ async function refresh() {
     ]);
     renderSummary(health, gpu);
     renderPools(gpu);
-    renderModels(admin);
+    // Not while someone types into a settings form: re-rendering would take their cursor.
+    if (!document.activeElement || !document.activeElement.closest("#models form")) {
+      renderModels(admin);
+    }
     renderQueue(queue);
     renderClients(requestors);
-    showError("");
+    if (!keepError) showError("");
     document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
     document.body.dataset.loaded = "true";
   } catch (e) {
