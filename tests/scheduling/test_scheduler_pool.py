@@ -18,6 +18,7 @@ from model_boss.scheduling import (
     SlotFailed,
     SlotReady,
     SlotState,
+    SlotStopped,
     StartSlot,
     StopSlot,
     Tick,
@@ -375,3 +376,44 @@ def test_prime_demand_rejects_unknown_models_and_bad_weights() -> None:
         h.scheduler.prime_demand({"zzz": 1.0})
     with pytest.raises(ValueError, match="finite"):
         h.scheduler.prime_demand({"a": -1.0})
+
+
+def test_a_queued_request_is_rejected_when_the_measured_footprint_no_longer_fits() -> None:
+    h = Harness(
+        [model("p", 4000, pin=True), model("a", 5000, target_inflight=1)],
+        pools=(("gpu0", 10000),),
+        auto=False,
+    )
+    (pinned,) = of_type(h.send(Tick(0.0)), AcquireLease)
+    assert isinstance(pinned, AcquireLease)
+    h.send(LeaseGranted(0.0, pinned.slot_id))
+    h.send(SlotReady(0.0, pinned.slot_id))
+    (lease,) = of_type(h.arrive("a1", "a"), AcquireLease)  # 5000 fits beside the pinned 4000
+    assert isinstance(lease, AcquireLease)
+    h.send(LeaseGranted(0.0, lease.slot_id))
+    out = h.send(SlotReady(0.0, lease.slot_id, footprint_mb=7000))  # measured: bigger
+    assert dispatched(out) == ["a1"]
+    assert of_type(h.arrive("a2", "a"), Reject) == []  # waits for a's busy slot
+    h.send(AdminUnload(1.0, "a"))
+    (stop,) = of_type(h.done("a1"), StopSlot)  # a's slot goes once a1 is done...
+    assert isinstance(stop, StopSlot)
+    h.send(SlotStopped(1.0, stop.slot_id))
+    h.tick(2.0)  # ...and a2 needs a new slot of 7000 MB: never room beside the pinned 4000
+    (reject,) = of_type(h.log, Reject)
+    assert isinstance(reject, Reject)
+    assert (reject.request_id, reject.code) == ("a2", 507)
+
+
+def test_a_request_held_by_its_cooldown_is_rejected_once_pinning_left_no_room() -> None:
+    h = Harness([model("a", 6000), model("b", 6000)], pools=(("gpu0", 10000),))
+    assert dispatched(h.arrive("a1", "a", client="c", cooldown_s=5.0)) == ["a1"]
+    h.done("a1")
+    assert of_type(h.arrive("a2", "a", client="c", cooldown_s=5.0), Reject) == []  # held
+    h.arrive("b1", "b")
+    h.done("b1")
+    h.send(AdminLoad(1.0, "b"))  # pins b: a (6000) no longer fits beside it
+    out = h.tick(6.0)  # the cooldown lets a2 go: it must not wait forever
+    (reject,) = of_type(out, Reject)
+    assert isinstance(reject, Reject)
+    assert (reject.request_id, reject.code) == ("a2", 507)
+    assert h.scheduler.queue_length == 0

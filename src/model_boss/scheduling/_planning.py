@@ -53,6 +53,9 @@ class LoadPlanner:
     def _drain(self, slot: Slot, out: list[Effect], reason: str, *, evicted: bool = False) -> None:
         raise NotImplementedError
 
+    def _reject_crowded(self, m: ModelState, now: float, out: list[Effect]) -> None:
+        raise NotImplementedError
+
     def _mark_cold(self, m: ModelState, now: float) -> bool:
         """Index ``m`` by its head's key if it needs a new slot; True if it does."""
         head = self.queue.head(m.profile.model_id)
@@ -118,6 +121,13 @@ class LoadPlanner:
         for i, mid in enumerate(order):
             m = self.models[mid]
             plan = self._placement(m, keys[mid], now)
+            if (
+                plan is None
+                and not m.slots
+                and not self.pool.fits_beside_pinned(m.vram_mb, splittable=m.profile.splittable)
+            ):
+                self._reject_crowded(m, now, out)  # pinned models took the room since it queued
+                continue
             if plan is None:
                 self._blocked = True
                 self._blocked_key = keys[cold[0]]

@@ -306,13 +306,15 @@ class Scheduler(LoadPlanner):
         for m in self.models.values():
             if m.slots or not self.queue.count(m.profile.model_id):
                 continue
-            if self.pool.fits_beside_pinned(m.vram_mb, splittable=m.profile.splittable):
-                continue
-            reason = self._pinned_reason(m)
-            for req in self.queue.drain_model(m.profile.model_id):
-                self.gate.left_queue(req, now, dispatched=False)
-                out.append(Reject(req.request_id, reason, 507))
-            self._loads_dirty = True
+            if not self.pool.fits_beside_pinned(m.vram_mb, splittable=m.profile.splittable):
+                self._reject_crowded(m, now, out)
+
+    def _reject_crowded(self, m: ModelState, now: float, out: list[Effect]) -> None:
+        reason = self._pinned_reason(m)
+        for req in self.queue.drain_model(m.profile.model_id):
+            self.gate.left_queue(req, now, dispatched=False)
+            out.append(Reject(req.request_id, reason, 507))
+        self._loads_dirty = True
 
     def _pinned_reason(self, m: ModelState) -> str:
         room = self.pool.room_beside_pinned_mb
