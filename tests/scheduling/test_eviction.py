@@ -32,6 +32,15 @@ def test_idle_slot_is_preferred_over_busy_one_even_if_more_valuable() -> None:
     assert victims(4000, slots, allow_busy=True) == [2]
 
 
+def test_idle_slots_go_before_busy_ones_whatever_the_demand_scale() -> None:
+    # Demand units grow with every arrival between rescalings (up to 1e100): keep values far
+    # above any fixed penalty must still leave busy slots for last.
+    big = 1e15
+    slots = [cand(1, demand=big), cand(2, busy=True, demand=1.0), cand(3, busy=True, demand=1.0)]
+    assert victims(8000, slots, allow_busy=True) == [1, 2]
+    assert victims(4000, slots, allow_busy=True) == [1]
+
+
 def test_eviction_prefers_slot_last_used_by_lower_priority() -> None:
     assert victims(4000, [cand(1, last_priority=1), cand(2, last_priority=50)]) == [2]
     assert victims(4000, [cand(1, last_priority=50), cand(2, last_priority=1)]) == [1]

@@ -40,13 +40,110 @@ def test_idle_model_is_evicted_for_a_cold_one(two_models: Harness) -> None:
 
 
 def test_pinned_model_is_never_a_victim() -> None:
-    h = Harness([model("p", 6000, pin=True), model("b", 6000)], pools=(("gpu0", 10000),))
+    # The pinned model was never asked for (the cheapest slot to lose by demand); the cold
+    # model fits beside it only if the idle, recently used one goes.
+    h = Harness(
+        [model("p", 4000, pin=True), model("a", 4000), model("b", 5000)],
+        pools=(("gpu0", 10000),),
+    )
     out = h.send(Tick(0.0))  # pinned models load on the first event
     assert [e.model for e in out if isinstance(e, AcquireLease)] == ["p"]
-    h.arrive("b1", "b")
-    out = h.tick(10_000.0)
-    assert stops(h.log) == []
-    assert dispatched(h.log) == []
+    for i in range(5):
+        h.arrive(f"a{i}", "a")
+        h.done(f"a{i}")
+    out = h.at(1.0).arrive("b1", "b")
+    assert stops(out) == ["a"]
+    assert dispatched(out) == ["b1"]
+    assert [s.model for s in h.scheduler.pool if s.live] == ["p", "b"]
+
+
+def test_split_slot_frees_only_its_share_on_each_gpu() -> None:
+    # "big" sits on both GPUs with 15000 MB each; evicting it frees 15000 on each, not 30000.
+    h = Harness(
+        [
+            model("big", 30000, splittable=True, target_inflight=1),
+            model("y", 5000, target_inflight=1),
+            model("x", 20000, target_inflight=1),
+        ],
+        pools=(("gpu0", 24000), ("gpu1", 24000)),
+    )
+    h.arrive("b1", "big")
+    h.done("b1")
+    h.arrive("y1", "y")  # busy on one GPU
+    out = h.at(1.0).arrive("x1", "x")
+    assert stops(out) == ["big"]
+    assert dispatched(out) == ["x1"]
+    for pool in h.scheduler.pool.pools.values():
+        assert pool.promised_mb <= pool.capacity_mb
+        assert pool.used_mb <= pool.capacity_mb
+    (lease,) = [e for e in out if isinstance(e, AcquireLease)]
+    y_pools = next(s.pools for s in h.scheduler.pool if s.model == "y")
+    assert lease.pools != y_pools  # the 20000 MB go where y's 5000 MB are not
+
+
+def test_splittable_model_is_split_when_pinned_models_leave_no_gpu_room_for_it() -> None:
+    # 18000 MB fit on a 24000 MB GPU, but pinned models leave 10000 on each: split 9000 x 2.
+    h = Harness(
+        [
+            model("p0", 14000, pin=True),
+            model("p1", 14000, pin=True),
+            model("m", 18000, splittable=True),
+        ],
+        pools=(("gpu0", 24000), ("gpu1", 24000)),
+    )
+    h.send(Tick(0.0))
+    out = h.at(1.0).arrive("r1", "m")
+    assert dispatched(out) == ["r1"]
+    (lease,) = [e for e in out if isinstance(e, AcquireLease)]
+    assert (lease.pools, lease.mb_per_pool) == (("gpu0", "gpu1"), 9000)
+
+
+def test_model_that_fits_on_one_gpu_is_not_split_to_avoid_an_eviction() -> None:
+    # 10000 MB free on each GPU, 12000 needed: evict the idle model rather than split.
+    h = Harness(
+        [model("a", 14000), model("c", 14000), model("m", 12000, splittable=True)],
+        pools=(("gpu0", 24000), ("gpu1", 24000)),
+    )
+    for rid, mid in (("a1", "a"), ("c1", "c")):
+        h.arrive(rid, mid)
+        h.done(rid)
+    out = h.at(1.0).arrive("m1", "m")
+    assert len(stops(out)) == 1
+    (lease,) = [e for e in out if isinstance(e, AcquireLease)]
+    assert len(lease.pools) == 1
+
+
+def test_admin_unload_lets_a_waiting_cold_model_load_at_once() -> None:
+    h = Harness([model("a", 6000, target_inflight=1), model("b", 6000)], pools=(("gpu0", 10000),))
+    h.arrive("a0", "a")  # loaded and busy
+    h.at(0.5).arrive("b1", "b", priority=50)  # a batch request, blocked behind busy a
+    h.send(AdminUnload(1.0, "a"))
+    out = h.at(2.0).done("a0")  # a finishes and stops: the GPU is empty
+    assert "b1" in dispatched(out)
+
+
+def test_admin_load_never_drains_a_slot_that_became_busy_after_the_last_round() -> None:
+    h = Harness(
+        [
+            model("a", 6000, target_inflight=1),
+            model("b", 6000, target_inflight=1),
+            model("c", 6000),
+            model("d", 6000),
+        ],
+        pools=(("gpu0", 12000),),
+    )
+    h.arrive("a0", "a")
+    h.done("a0")
+    h.arrive("b0", "b")
+    h.done("b0")
+    h.at(1.0).arrive("c0", "c")  # a planning round sees both a and b idle
+    h.done("c0")
+    (other,) = [s.model for s in h.scheduler.pool if s.live and s.model != "c"]
+    h.at(2.0).arrive("x1", other)  # now running
+    h.at(2.0).arrive("x2", other)  # and one queued behind it
+    out = h.send(AdminLoad(3.0, "d"))
+    assert stops(out) == ["c"]
+    assert all(s.state is SlotState.READY for s in h.scheduler.pool if s.model == other)
 
 
 def test_model_that_only_fits_where_pinned_models_sit_is_rejected_at_once() -> None:

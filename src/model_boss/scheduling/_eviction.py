@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 
 from model_boss.scheduling._types import SlotId
 
-__all__ = ["VictimCandidate", "keep_value", "victims"]
+__all__ = ["Cost", "VictimCandidate", "keep_value", "victims"]
 
-_BUSY_PENALTY = 1e9
+Cost = tuple[int, float]
+"""What a victim set costs: how many busy slots it drains, then its summed keep value."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +42,7 @@ class VictimCandidate:
 
     def __post_init__(self) -> None:
         weight = (10.0 / max(1, self.last_priority)) ** self.priority_exponent
-        value = self.load_s * self.demand * weight
-        object.__setattr__(self, "value", value + _BUSY_PENALTY if self.busy else value)
+        object.__setattr__(self, "value", self.load_s * self.demand * weight)
 
 
 def keep_value(c: VictimCandidate) -> float:
@@ -50,12 +50,14 @@ def keep_value(c: VictimCandidate) -> float:
     return c.value
 
 
-def _per_mb(c: VictimCandidate) -> tuple[float, int]:
-    return c.value / c.mb, -c.mb
+# Busy slots sort after every idle one whatever the values (a key, not a penalty added to
+# the value: demand units grow without bound between rescalings, so no constant is safe).
+def _per_mb(c: VictimCandidate) -> tuple[bool, float, int]:
+    return c.busy, c.value / c.mb, -c.mb
 
 
-def _value(c: VictimCandidate) -> float:
-    return c.value
+def _value(c: VictimCandidate) -> tuple[bool, float]:
+    return c.busy, c.value
 
 
 def victims(
@@ -71,10 +73,10 @@ def victims(
 
 def select(
     need_mb: int, slots: Sequence[VictimCandidate], *, allow_busy: bool = False
-) -> tuple[float, list[VictimCandidate]] | None:
-    """Like :func:`victims`, also returning the summed keep value of the chosen set."""
+) -> tuple[Cost, list[VictimCandidate]] | None:
+    """Like :func:`victims`, also returning the set's cost: (busy members, summed value)."""
     if need_mb <= 0:
-        return 0.0, []
+        return (0, 0.0), []
     pool = [c for c in slots if c.mb > 0 and not c.pinned and (allow_busy or not c.busy)]
     if sum(c.mb for c in pool) < need_mb:
         return None
@@ -91,4 +93,4 @@ def select(
         if freed - c.mb >= need_mb:
             chosen.remove(c)
             freed -= c.mb
-    return sum(c.value for c in chosen), chosen
+    return (sum(c.busy for c in chosen), sum(c.value for c in chosen)), chosen

@@ -72,7 +72,7 @@ class LoadPlanner:
         for pool_id in slot.pools:
             pool = self.pool.pools[pool_id]
             idle = sum(
-                s.total_mb
+                s.mb_per_pool
                 for s in pool.slots.values()
                 if s.state is SlotState.READY and s.inflight == 0 and not s.pinned
             )
@@ -159,18 +159,23 @@ class LoadPlanner:
 
     def _placement(self, m: ModelState, key: float, now: float) -> Placement | None:
         splittable = m.profile.splittable
+        single_ok = self.pool.room_beside_pinned_mb >= m.vram_mb
         free = [PoolView(p.pool_id, p.capacity_mb, p.free_mb) for p in self.pool.pools.values()]
-        plan = place(m.vram_mb, free, splittable=splittable, allow_evict=False)
+        plan = place(m.vram_mb, free, splittable=splittable, allow_evict=False, single_ok=single_ok)
         if plan is not None:
             return plan
-        plan = place(m.vram_mb, self._views(m, now, None), splittable=splittable)
+        views = self._views(m, now, None)
+        plan = place(m.vram_mb, views, splittable=splittable, single_ok=single_ok)
         if plan is not None:
             return plan
         wait_until = key + self.config.busy_evict_after_s
         if now < wait_until:
             self._wake(m, wait_until, now)
             return None
-        plan = place(m.vram_mb, self._views(m, now, key), splittable=splittable, allow_busy=True)
+        views = self._views(m, now, key)
+        plan = place(
+            m.vram_mb, views, splittable=splittable, allow_busy=True, single_ok=single_ok
+        )
         if plan is None:  # memory held by loading or pinned slots: look again later
             retry_at = now + max(1.0, self.config.busy_evict_after_s)
             self._wake(m, retry_at, now)
@@ -238,7 +243,7 @@ class LoadPlanner:
         demand = m.demand  # in units that only make sense relative to other models
         s.victim = cand = VictimCandidate(
             s.slot_id,
-            s.total_mb,
+            s.mb_per_pool,  # what it frees in each of its pools
             m.profile.load_s,
             demand,
             s.last_priority,
@@ -293,8 +298,11 @@ class LoadPlanner:
     def _load_replicas(self, m: ModelState, want: int, now: float, out: list[Effect]) -> None:
         for slot in m.slots:
             self.pool.pin(slot)
+        self._snap = None  # a planning round's candidates are stale by now
         for _ in range(want - len(m.slots)):
-            plan = place(m.vram_mb, self._views(m, now, None), splittable=m.profile.splittable)
+            single_ok = self.pool.room_beside_pinned_mb >= m.vram_mb
+            views = self._views(m, now, None)
+            plan = place(m.vram_mb, views, splittable=m.profile.splittable, single_ok=single_ok)
             if plan is None:
                 out.append(LoadRefused(m.profile.model_id, "not enough free memory"))
                 return

@@ -329,6 +329,7 @@ class Scheduler(LoadPlanner):
             return
         for slot in list(m.slots):
             self._drain(slot, out, "admin unload")
+            self._loads_dirty = True  # the memory is promised back: a cold model may use it
 
     def _on_preempt(self, ev: PreemptAsked, out: list[Effect]) -> None:
         pool = self.pool.pools.get(ev.pool)
