@@ -92,3 +92,41 @@ def test_cli_registers_bench_sched(capsys: pytest.CaptureFixture[str]) -> None:
 def test_a_million_requests_over_a_thousand_models_simulate_in_under_a_minute() -> None:
     result = scale_check(1_000_000, 1000)
     assert result["seconds"] < 60.0
+
+
+def test_bench_replays_a_trace_whose_urgent_requests_take_no_time(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Warm embedding calls with no output: model-boss's urgent p99 rounds to 0.
+    models = [
+        {"id": "chat", "size_mb": 8000, "load_s": 6.0},
+        {"id": "embed", "size_mb": 1000, "load_s": 1.5, "pin": True},
+    ]
+    lines = [{"t": 0.0, "model": "chat", "prompt_tokens": 200, "output_tokens": 50}]
+    lines += [
+        {
+            "t": 100.0 + i,
+            "model": "embed",
+            "priority": "urgent",
+            "prompt_tokens": 8,
+            "output_tokens": 0,
+        }
+        for i in range(20)
+    ]
+    (tmp_path / "m.json").write_text(json.dumps(models))
+    (tmp_path / "r.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    _, report = run(
+        capsys,
+        "--trace",
+        str(tmp_path / "r.jsonl"),
+        "--models",
+        str(tmp_path / "m.json"),
+        "--no-goodput",
+        "--json",
+    )
+    ours = next(r for r in report["rows"] if r["policy"] == "model-boss")  # type: ignore[attr-defined]
+    assert ours["p99_s"]["urgent"] == 0.0
+    targets = report["targets"]
+    assert isinstance(targets, dict)
+    (t,) = targets.values()
+    assert t["urgent_p99_gain_vs_ollama"] is None or t["urgent_p99_gain_vs_ollama"] > 0

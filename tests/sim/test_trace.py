@@ -62,3 +62,15 @@ def test_trace_with_unknown_model_names_the_line(tmp_path: Path) -> None:
     trace_path.write_text('{"t": 0, "model": "a"}\n{"t": 1, "model": "zzz"}\n')
     with pytest.raises(ValueError, match=r"t\.jsonl:2: unknown model 'zzz'"):
         load_trace(trace_path, load_models(models_path), (24000,))
+
+
+def test_replayed_trace_times_may_have_any_origin(tmp_path: Path) -> None:
+    models_path = tmp_path / "models.json"
+    models_path.write_text('[{"id": "a", "size_mb": 1000, "load_s": 1}]')
+    lines = [f'{{"t": {1_700_000_000 + 2 * i}, "model": "a"}}' for i in range(100)]
+    trace_path = tmp_path / "t.jsonl"
+    trace_path.write_text("\n".join(reversed(lines)) + "\n")
+    trace = load_trace(trace_path, load_models(models_path), (24000,))
+    assert trace.requests[0].t == 0.0
+    assert trace.duration_s == 198.0  # 100 requests 2 s apart: 0.5 requests/s
+    assert trace.scaled(0.5).requests[1].t == 1.0

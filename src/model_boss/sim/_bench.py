@@ -215,6 +215,13 @@ def format_sweep(sweep: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _ratio(theirs: float, mine: float) -> float:
+    """``theirs / mine`` rounded; inf when only ``mine`` is 0, nan when both are."""
+    if mine:
+        return round(theirs / mine, 2)
+    return math.inf if theirs else math.nan
+
+
 def _targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for setting in dict.fromkeys(r["setting"] for r in rows):
@@ -228,7 +235,7 @@ def _targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
                 mine, theirs = ours["goodput_per_s"][str(scale)], base["goodput_per_s"][str(scale)]
                 ratio = (mine / theirs) if theirs else (math.inf if mine else math.nan)
                 t[f"goodput{scale}_vs_ollama"] = round(ratio, 2)
-        t["urgent_p99_gain_vs_ollama"] = round(base["p99_s"]["urgent"] / ours["p99_s"]["urgent"], 2)
+        t["urgent_p99_gain_vs_ollama"] = _ratio(base["p99_s"]["urgent"], ours["p99_s"]["urgent"])
         t["starved_classes"] = ours["starved_classes"]
         if ours["bound_exact"]:
             t["loads_over_exact_bound"] = ours["loads_over_bound"]

@@ -163,7 +163,11 @@ def load_models(path: str | Path) -> tuple[SimModel, ...]:
 
 
 def load_trace(path: str | Path, models: Sequence[SimModel], gpus_mb: Sequence[int]) -> Trace:
-    """Requests from a JSONL file (one object per line), sorted by ``t``."""
+    """Requests from a JSONL file (one object per line), sorted by ``t``.
+
+    Times may have any origin (Unix timestamps, say): they are shifted so the first request
+    arrives at 0, which keeps the trace's rate and its time-scaled copies meaningful.
+    """
     reqs = []
     known = {m.id for m in models}
     with Path(path).open() as fh:
@@ -186,4 +190,7 @@ def load_trace(path: str | Path, models: Sequence[SimModel], gpus_mb: Sequence[i
                 raise ValueError(f"{path}:{lineno}: unknown model {req.model!r}")
             reqs.append(req)
     reqs.sort(key=lambda r: r.t)
+    if reqs and reqs[0].t:
+        origin = reqs[0].t
+        reqs = [replace(r, t=r.t - origin) for r in reqs]
     return Trace(tuple(reqs), tuple(models), tuple(gpus_mb))
