@@ -13,6 +13,7 @@ from model_boss.config import (
     deep_merge,
     load_settings,
     parse_manifest,
+    vram_for,
 )
 from model_boss.errors import ConfigError
 
@@ -197,3 +198,49 @@ def test_the_example_override_applies(tmp_path: Path) -> None:
     assert s.models["ministral-3b-instruct"].vram_mb == 4400
     assert not s.models["animagine-xl-3.1"].enabled
     assert s.models["qwen3-vl-vllm"].options["model"] == "Qwen/Qwen3-VL-8B-Instruct"
+
+
+@pytest.mark.parametrize(
+    ("patch", "key"),
+    [
+        ({"llama_server": {"cache_type_k": "q9_0"}}, "llama_server.cache_type_k"),
+        ({"llama_server": {"cache_type_v": 8}}, "llama_server.cache_type_v"),
+        ({"llama_server_cache_type_k": "q9_0"}, "llama_server_cache_type_k"),
+    ],
+)
+def test_unknown_kv_cache_type_names_file_and_key(
+    tmp_path: Path, patch: dict[str, object], key: str
+) -> None:
+    # The memory estimate reads the cache types; a bad one must fail at load, not at serve.
+    f = write(tmp_path / "s4.yaml", {"models": {"g": {"path": "g.gguf", **patch}}})
+    with pytest.raises(ConfigError) as err:
+        load_settings(f, env={})
+    assert str(err.value).startswith(f"{f}: models.g.{key}: must be one of f32, f16, bf16, q8_0")
+
+
+@pytest.mark.parametrize("backend", ["vllm_serve", "simulated"])
+def test_model_without_path_or_vram_mb_names_file_and_key(tmp_path: Path, backend: str) -> None:
+    f = write(tmp_path / "s3.yaml", {"models": {"v": {"backend": backend}}})
+    with pytest.raises(ConfigError) as err:
+        load_settings(f, env={})
+    assert str(err.value) == (
+        f"{f}: models.v.vram_mb: is required for backend {backend}"
+        " when there is no path to estimate from"
+    )
+
+
+def test_vram_mb_or_a_remote_backend_stands_in_for_a_path(
+    tmp_path: Path,
+) -> None:
+    f = write(
+        tmp_path / "settings.yaml",
+        {
+            "models": {
+                "v": {"backend": "vllm_serve", "vram_mb": 9000},
+                "r": {"backend": "openai_remote"},
+                "g": {"path": "g.gguf", "vram_mb": 900, "llama_server": {"cache_type_k": "q8_0"}},
+            }
+        },
+    )
+    models = load_settings(f, env={}).models
+    assert {m: vram_for(spec) for m, spec in models.items()} == {"v": 9000, "r": 0, "g": 900}

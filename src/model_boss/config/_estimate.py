@@ -14,10 +14,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from model_boss.config._manifest import ModelSpec
 from model_boss.errors import ConfigError
+
+if TYPE_CHECKING:  # annotations only: _manifest imports KV_CACHE_BYTES from here
+    from model_boss.config._manifest import ModelSpec
 
 __all__ = [
     "DEFAULT_CONTEXT",
@@ -139,7 +141,7 @@ def vram_for(spec: ModelSpec, models_root: str | Path | None = None) -> int:
         return spec.vram_mb
     if spec.backend == "openai_remote":
         return 0  # runs off-box
-    if spec.path is None:
+    if spec.path is None:  # parse_manifest rejects this; a ModelSpec built by hand may not
         raise ConfigError(f"models.{spec.id}: needs vram_mb (no path to estimate from)")
     p = Path(spec.path).expanduser()
     if not p.is_absolute() and models_root is not None:
@@ -148,8 +150,8 @@ def vram_for(spec: ModelSpec, models_root: str | Path | None = None) -> int:
     return estimate_vram_mb(
         p,
         context_size=spec.context_size,
-        cache_type_k=str(opts.get("cache_type_k", "f16")),
-        cache_type_v=str(opts.get("cache_type_v", "f16")),
+        cache_type_k=str(opts.get("cache_type_k") or "f16"),
+        cache_type_v=str(opts.get("cache_type_v") or "f16"),
     )
 
 

@@ -1,16 +1,20 @@
 """The model manifest: one :class:`ModelSpec` per model id, validated with key paths.
 
 Every error names the file and the key path, e.g.
-``settings.yaml: models.foo.vram_mb: must be a positive integer``.
+``settings.yaml: models.foo.vram_mb: must be a positive integer``. What the memory
+estimate (``vram_for``) reads from an entry is checked here too, so that a bad value fails
+when the file is loaded rather than when the service starts.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from model_boss.config._estimate import KV_CACHE_BYTES
+from model_boss.config._origins import KeyPath, Origins, Source
 from model_boss.errors import ConfigError
 
 __all__ = [
@@ -19,6 +23,7 @@ __all__ = [
     "DEFAULT_BACKEND",
     "DEFAULT_ENDPOINTS",
     "ModelSpec",
+    "canonical_models",
     "parse_manifest",
 ]
 
@@ -43,6 +48,8 @@ DEFAULT_ENDPOINTS: dict[str, tuple[str, ...]] = {
 }
 
 _NEEDS_PATH = frozenset({"llama_server", "diffusers"})
+_OFF_BOX = frozenset({"openai_remote"})  # needs no memory here, so no vram_mb either
+_KV_CACHE_KEYS = ("cache_type_k", "cache_type_v")
 
 #: Spellings from the older manifests (Model Boss 4, llm-pool) -> field name.
 _ALIASES = {
@@ -79,37 +86,105 @@ class ModelSpec:
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
-Where = Callable[[tuple[str, ...]], str]
-
 _FIELDS = frozenset(ModelSpec.__dataclass_fields__) - {"id", "options"}
 
 
-def parse_manifest(models: Any, where: Where | str) -> dict[str, ModelSpec]:
-    """Validate the ``models`` table; ``where`` is the file name, or maps a key path to it."""
-    locate: Where = (lambda _path: where) if isinstance(where, str) else where
+def canonical_models(models: Any, file: str) -> tuple[Any, dict[KeyPath, KeyPath]]:
+    """One file's ``models`` table with every key in its canonical spelling, and the keys
+    that file spelled otherwise (canonical key path -> the key path as written).
+
+    Old names become field names (``model_path`` -> ``path``) and llm-pool's flat backend
+    options move into the backend's table (``llama_server_n_ctx`` -> ``llama_server.n_ctx``),
+    so that a local override merges over its base key by key whatever spelling each file
+    used. Two spellings of one key in one file are an error naming ``file``.
+    """
+    if not isinstance(models, Mapping):
+        return models, {}
+    out: dict[str, Any] = {}
+    spellings: dict[KeyPath, KeyPath] = {}
+    for model_id, entry in models.items():
+        base = ("models", str(model_id))
+        if isinstance(entry, Mapping):
+            entry = _canonical_entry(entry, base, file, spellings)
+        out[str(model_id)] = entry
+    return out, spellings
+
+
+def _canonical_entry(
+    entry: Mapping[Any, Any], base: KeyPath, file: str, spellings: dict[KeyPath, KeyPath]
+) -> dict[str, Any]:
+    table: dict[str, Any] = {}
+    written_as: dict[str, str] = {}
+    flat: list[tuple[str, str, str, Any]] = []
+    for raw_key, value in entry.items():
+        key = str(raw_key)
+        owner = next((b for b in BACKENDS if key.startswith(b + "_")), None)
+        if owner is not None:  # llm-pool style flat option, e.g. llama_server_n_ctx
+            flat.append((key, owner, key[len(owner) + 1 :], value))
+            continue
+        name = _ALIASES.get(key, key)
+        if name in table:
+            _fail_in(file, (*base, key), f"duplicates {written_as[name]!r}")
+        table[name], written_as[name] = value, key
+        if name != key:
+            spellings[(*base, name)] = (*base, key)
+    copied: set[str] = set()
+    for key, owner, option, value in flat:
+        options = table.get(owner, {})
+        if not isinstance(options, Mapping):
+            _fail_in(file, (*base, owner), "must be a table of backend options")
+        if option in options:
+            _fail_in(file, (*base, key), f"duplicates '{owner}.{option}'")
+        if owner not in copied:  # never change the caller's table
+            options = table[owner] = dict(options)
+            copied.add(owner)
+        options[option] = value
+        spellings[(*base, owner, option)] = (*base, key)
+    return table
+
+
+def parse_manifest(models: Any, where: Origins | str) -> dict[str, ModelSpec]:
+    """Validate the ``models`` table.
+
+    ``where`` is the file's name, or the :class:`Origins` of settings merged from several
+    files, whose ``models`` are then already canonical (see :func:`canonical_models`).
+    """
+    if isinstance(where, str):
+        models, spellings = canonical_models(models, where)
+        where = Origins([Source(where, {"models": models}, spellings)])
     root = ("models",)
     if not isinstance(models, Mapping):
-        _fail(locate, root, f"must be a table of models, not {type(models).__name__}")
+        _fail(where, root, f"must be a table of models, not {type(models).__name__}")
     out: dict[str, ModelSpec] = {}
     for model_id, entry in models.items():
-        out[str(model_id)] = _parse_model(str(model_id), entry, locate)
+        out[str(model_id)] = _parse_model(str(model_id), entry, where)
     return out
 
 
-def _fail(locate: Where, path: tuple[str, ...], message: str) -> Any:
-    raise ConfigError(f"{locate(path)}: {'.'.join(path)}: {message}")
+def _fail(origins: Origins, path: KeyPath, message: str) -> Any:
+    raise ConfigError(f"{origins.at(path)}: {message}")
+
+
+def _fail_in(file: str, path: KeyPath, message: str) -> Any:
+    raise ConfigError(f"{file}: {'.'.join(path)}: {message}")
 
 
 class _Entry:
     """Typed access to one model's table; every failure names its key path."""
 
-    def __init__(self, model_id: str, table: Mapping[str, Any], locate: Where) -> None:
+    def __init__(self, model_id: str, table: Mapping[str, Any], origins: Origins) -> None:
         self.base = ("models", model_id)
         self.table = table
-        self.locate = locate
+        self.origins = origins
 
-    def fail(self, key: str, message: str) -> Any:
-        return _fail(self.locate, (*self.base, key), message)
+    def fail(self, key: str | KeyPath, message: str) -> Any:
+        keys = (key,) if isinstance(key, str) else key
+        return _fail(self.origins, (*self.base, *keys), message)
+
+    def spelled_flat(self, backend: str, option: str) -> bool:
+        """Whether ``backend.option`` was written as a flat key (``backend_option``)."""
+        path = (*self.base, backend, option)
+        return len(self.origins.written(path)) != len(path)
 
     def text(self, key: str, choices: tuple[str, ...] | None = None) -> str | None:
         value = self.table.get(key)
@@ -152,45 +227,34 @@ class _Entry:
         return tuple(value)
 
 
-def _parse_model(model_id: str, raw: Any, locate: Where) -> ModelSpec:
+def _parse_model(model_id: str, raw: Any, origins: Origins) -> ModelSpec:
     if not isinstance(raw, Mapping):
-        _fail(locate, ("models", model_id), f"must be a table, not {type(raw).__name__}")
-    table: dict[str, Any] = {}
-    for key, value in raw.items():
-        name = _ALIASES.get(str(key), str(key))
-        if name in table:
-            _fail(locate, ("models", model_id, str(key)), f"duplicates {name!r}")
-        table[name] = value
-    e = _Entry(model_id, table, locate)
+        _fail(origins, ("models", model_id), f"must be a table, not {type(raw).__name__}")
+    table = dict(raw)
+    e = _Entry(model_id, table, origins)
     category = e.text("category", CATEGORIES) or "llm"
     backend_raw = table.get("backend")
     if isinstance(backend_raw, str):
         table["backend"] = backend_raw.replace("-", "_")
     backend = e.text("backend", BACKENDS) or DEFAULT_BACKEND[category]
     options: dict[str, Any] = {}
-    flat: dict[str, Any] = {}
-    for key in table:
+    for key, value in table.items():
         if key in _FIELDS or key == "backend":
             continue
         if key in BACKENDS:
             if key != backend:
-                e.fail(key, f"is a table for backend {key} but the model's backend is {backend}")
-            if not isinstance(table[key], Mapping):
+                _other_backend(e, key, value, backend)
+            if not isinstance(value, Mapping):
                 e.fail(key, "must be a table of backend options")
-            options = dict(table[key])
-            continue
-        owner = next((b for b in BACKENDS if key.startswith(b + "_")), None)
-        if owner is not None:  # llm-pool style flat option, e.g. llama_server_n_ctx
-            if owner != backend:
-                e.fail(
-                    key, f"is an option for backend {owner} but the model's backend is {backend}"
-                )
-            flat[key[len(owner) + 1 :]] = table[key]
+            options = dict(value)
             continue
         close = difflib.get_close_matches(key, [*_FIELDS, *BACKENDS], n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         e.fail(key, f"unknown key{hint}")
-    options = {**flat, **options}
+    for key in _KV_CACHE_KEYS:  # read by the memory estimate
+        kind = options.get(key)
+        if kind is not None and (not isinstance(kind, str) or kind not in KV_CACHE_BYTES):
+            e.fail((backend, key), f"must be one of {', '.join(KV_CACHE_BYTES)} (got {kind!r})")
     path = e.text("path")
     if path is None and backend in _NEEDS_PATH:
         e.fail("path", f"is required for backend {backend}")
@@ -198,13 +262,18 @@ def _parse_model(model_id: str, raw: Any, locate: Where) -> ModelSpec:
     replica_max = e.positive_int("replica_max") or replicas
     if replica_max < replicas:
         e.fail("replica_max", f"must be >= replicas ({replicas}), got {replica_max}")
+    vram_mb = e.positive_int("vram_mb")
+    if vram_mb is None and path is None and backend not in _OFF_BOX:
+        e.fail(
+            "vram_mb", f"is required for backend {backend} when there is no path to estimate from"
+        )
     return ModelSpec(
         id=model_id,
         category=category,
         backend=backend,
         path=path,
         name=e.text("name"),
-        vram_mb=e.positive_int("vram_mb"),
+        vram_mb=vram_mb,
         pin=e.flag("pin", False),
         stay_warm=e.seconds("stay_warm"),
         context_size=e.positive_int("context_size"),
@@ -220,3 +289,13 @@ def _parse_model(model_id: str, raw: Any, locate: Where) -> ModelSpec:
         enabled=e.flag("enabled", True),
         options=options,
     )
+
+
+def _other_backend(e: _Entry, key: str, value: Any, backend: str) -> Any:
+    """Fail on options for a backend other than the model's, where the file wrote them."""
+    if isinstance(value, Mapping) and value and all(e.spelled_flat(key, o) for o in value):
+        option = str(next(iter(value)))
+        e.fail(
+            (key, option), f"is an option for backend {key} but the model's backend is {backend}"
+        )
+    e.fail(key, f"is a table for backend {key} but the model's backend is {backend}")

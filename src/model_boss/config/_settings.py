@@ -4,7 +4,10 @@
 * ``MODEL_BOSS_LOCAL_SETTINGS``: the local override; when unset, a file named ``local`` with
   any supported suffix beside the base file is used if it exists.
 
-The local file is merged over the base one key by key, deeply (see ``deep_merge``).
+The local file is merged over the base one key by key, deeply (see ``deep_merge``), after
+each file's old key spellings are resolved, so the local file wins per key whatever
+spelling each file used; an error names the file the bad value came from and the key as
+that file wrote it.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from model_boss.config._loading import SUFFIXES, deep_merge, read_file
-from model_boss.config._manifest import ModelSpec, parse_manifest
+from model_boss.config._manifest import ModelSpec, canonical_models, parse_manifest
+from model_boss.config._origins import Origins, Source
 from model_boss.errors import ConfigError
 
 __all__ = [
@@ -63,37 +67,38 @@ def load_settings(
         local = next(
             (c for s in SUFFIXES if (c := base_path.with_name("local" + s)).is_file()), None
         )
-    base_data = read_file(base_path) if base_path is not None else {}
-    local_data = read_file(local) if local is not None else {}
-    base_name = str(base_path) if base_path is not None else "<defaults>"
-    local_name = str(local) if local is not None else base_name
-
-    def where(key_path: tuple[str, ...]) -> str:
-        node: Any = local_data
-        for key in key_path:
-            if not isinstance(node, Mapping) or key not in node:
-                return base_name
-            node = node[key]
-        return local_name
-
-    merged = deep_merge(base_data, local_data)
-    sources = tuple(str(p) for p in (base_path, local) if p is not None)
-    return settings_from_mapping(merged, where, sources)
+    files = [(p, read_file(p)) for p in (base_path, local) if p is not None]
+    sources = [_source(str(p), data) for p, data in files]
+    merged = sources[0].data if sources else {}
+    for source in sources[1:]:  # each file's keys canonical first: the local file wins per key
+        merged = deep_merge(merged, source.data)
+    return settings_from_mapping(merged, Origins(sources), tuple(str(p) for p, _ in files))
 
 
 def settings_from_mapping(
-    data: Mapping[str, Any], where: Any = "<settings>", sources: tuple[str, ...] = ()
+    data: Mapping[str, Any], where: str | Origins = "<settings>", sources: tuple[str, ...] = ()
 ) -> Settings:
-    """Validate an already merged mapping; ``where`` names the file (or maps key paths to it)."""
-    locate = (lambda _p: where) if isinstance(where, str) else where
+    """Validate one settings mapping; ``where`` is its file's name, or the :class:`Origins`
+    of a mapping merged from several files (whose keys are then already canonical)."""
+    if isinstance(where, str):
+        source = _source(where, data)
+        data, where = source.data, Origins([source])
     for key in data:
         if key not in _SECTIONS:
             raise ConfigError(
-                f"{locate((key,))}: {key}: unknown section (expected service, models)"
+                f"{where.at((str(key),))}: unknown section (expected service, models)"
             )
-    service = _service(data.get("service", {}), locate)
-    models = parse_manifest(data.get("models", {}), locate)
+    service = _service(data.get("service", {}), where)
+    models = parse_manifest(data.get("models", {}), where)
     return Settings(service, models, sources)
+
+
+def _source(name: str, data: Mapping[str, Any]) -> Source:
+    """One file's settings, its models' keys in their canonical spelling."""
+    if "models" not in data:
+        return Source(name, data)
+    models, spellings = canonical_models(data["models"], name)
+    return Source(name, {**data, "models": models}, spellings)
 
 
 def _env_path(env: Mapping[str, str], name: str) -> Path | None:
@@ -101,10 +106,10 @@ def _env_path(env: Mapping[str, str], name: str) -> Path | None:
     return Path(value).expanduser() if value else None
 
 
-def _service(raw: Any, locate: Any) -> ServiceSettings:
+def _service(raw: Any, origins: Origins) -> ServiceSettings:
     def fail(key: str, message: str) -> Any:
         path = ("service", key) if key else ("service",)
-        raise ConfigError(f"{locate(path)}: {'.'.join(path)}: {message}")
+        raise ConfigError(f"{origins.at(path)}: {message}")
 
     if not isinstance(raw, Mapping):
         fail("", "must be a table")
