@@ -173,9 +173,7 @@ class LoadPlanner:
             self._wake(m, wait_until, now)
             return None
         views = self._views(m, now, key)
-        plan = place(
-            m.vram_mb, views, splittable=splittable, allow_busy=True, single_ok=single_ok
-        )
+        plan = place(m.vram_mb, views, splittable=splittable, allow_busy=True, single_ok=single_ok)
         if plan is None:  # memory held by loading or pinned slots: look again later
             retry_at = now + max(1.0, self.config.busy_evict_after_s)
             self._wake(m, retry_at, now)
