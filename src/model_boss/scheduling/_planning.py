@@ -159,11 +159,11 @@ class LoadPlanner:
 
     def _placement(self, m: ModelState, key: float, now: float) -> Placement | None:
         splittable = m.profile.splittable
-        single_ok = self.pool.room_beside_pinned_mb >= m.vram_mb
         free = [PoolView(p.pool_id, p.capacity_mb, p.free_mb) for p in self.pool.pools.values()]
-        plan = place(m.vram_mb, free, splittable=splittable, allow_evict=False, single_ok=single_ok)
+        plan = place(m.vram_mb, free, splittable=splittable, allow_evict=False)
         if plan is not None:
             return plan
+        single_ok = self.pool.room_beside_pinned_mb >= m.vram_mb
         views = self._views(m, now, None)
         plan = place(m.vram_mb, views, splittable=splittable, single_ok=single_ok)
         if plan is not None:
