@@ -93,4 +93,5 @@ def select(
         if freed - c.mb >= need_mb:
             chosen.remove(c)
             freed -= c.mb
-    return (sum(c.busy for c in chosen), sum(c.value for c in chosen)), chosen
+    busy = sum(c.busy for c in chosen) if allow_busy else 0
+    return (busy, sum(c.value for c in chosen)), chosen
