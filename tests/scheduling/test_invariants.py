@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
@@ -30,11 +31,13 @@ from model_boss.sim import (
 class Checked:
     """Wraps the production scheduler and checks its books after every event."""
 
-    def __init__(self, inner: Scheduler) -> None:
+    def __init__(self, inner: Scheduler, deadline: float = math.inf) -> None:
         self.inner = inner
         self.events = 0
+        self.deadline = deadline
 
     def handle(self, event: Event) -> list[Effect]:
+        assert event.now < self.deadline, "requests still waiting long after the last arrival"
         out = self.inner.handle(event)
         self.events += 1
         pool = self.inner.pool
@@ -77,3 +80,22 @@ def test_memory_is_never_overcommitted_and_every_request_finishes(
     big = [m.id for m in models if m.size_mb > 24000]
     starts = set(result.load_sequence)
     assert not big or set(big) & starts, "the split model was never loaded"
+
+
+@pytest.mark.parametrize(("seed", "rate"), [(4, 0.5), (5, 2.0), (6, 4.0)])
+def test_split_and_pinned_models_never_overcommit_a_gpu(seed: int, rate: float) -> None:
+    # A pinned model on each GPU leaves 10000 MB beside it: 12000 and 18000 MB models must
+    # be split though a GPU could hold them, 30000 over all three; small ones evict them.
+    models = list(make_models(12, [3000, 6000, 12000, 18000, 30000], seed=seed))
+    for i in range(3):
+        models[i] = dataclasses.replace(models[i], size_mb=14000, pin=True)
+    trace = generate_trace(TraceSpec(1500, rate, seed=seed), models, (24000, 24000, 24000))
+    inner = scheduler_factory(SchedulerConfig(max_queue=100_000))
+    deadline = trace.duration_s + 3600.0
+
+    def make(ms: Sequence[SimModel], pools: Sequence[PoolSpec]) -> Checked:
+        return Checked(inner(ms, pools), deadline)  # type: ignore[arg-type]
+
+    result = simulate(make, trace)
+    assert not any(result.rejected)
+    assert all(not math.isnan(lat) for lat in result.latency), "a request never finished"
