@@ -167,6 +167,26 @@ async def test_stop_takes_down_the_whole_process_group(tmp_path: Path) -> None:
     await wait_gone(grandchild, timeout_s=2)
 
 
+async def test_stop_finishes_when_the_exit_watcher_was_cancelled(tmp_path: Path) -> None:
+    # An event loop shutting down cancels every task, the exit watcher too, before a stop()
+    # in a ``finally`` runs: stop must still see the process go (it used to wait forever).
+    marker = tmp_path / "ready"
+    process = await start_ready(
+        python_spec(READY_FILE_CHILD, str(marker), tmp_path=tmp_path), marker
+    )
+    pid = process.pid
+    assert pid is not None
+    for task in asyncio.all_tasks():
+        if task.get_name() == "child exit":
+            task.cancel()
+    await asyncio.sleep(0)
+
+    await asyncio.wait_for(process.stop(grace_s=1), timeout=5)
+
+    assert process_gone(pid)
+    assert not process.running
+
+
 async def test_environment_gpus_library_path_and_extra_env(tmp_path: Path) -> None:
     code = """
     import json, os, pathlib, sys

@@ -261,14 +261,19 @@ class SupervisedProcess:
         if self._process is None:
             return None
         self._stopping = True
+        process = self._process
         if not self._exited.is_set():
             self._signal_group(signal.SIGTERM)
+            # Wait on the process itself, not on the exit watcher: the watcher task may be
+            # gone (an event loop shutting down cancels every task before a stop in a
+            # ``finally`` runs), and then its event would never be set.
             try:
-                await asyncio.wait_for(self._exited.wait(), grace_s)
+                await asyncio.wait_for(process.wait(), grace_s)
             except TimeoutError:
                 log.warning("%s ignored SIGTERM for %g s; killing it", self.spec.name, grace_s)
                 self._signal_group(signal.SIGKILL)
-                await self._exited.wait()
+                await process.wait()
+            self._exited.set()
         self._signal_group(signal.SIGKILL)  # stragglers that outlived the leader
         if self._reader is not None:
             await asyncio.wait({self._reader}, timeout=1.0)
