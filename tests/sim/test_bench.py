@@ -88,10 +88,16 @@ def test_cli_registers_bench_sched(capsys: pytest.CaptureFixture[str]) -> None:
     assert "model-boss" in capsys.readouterr().out
 
 
-@pytest.mark.slow
-def test_a_million_requests_over_a_thousand_models_simulate_in_under_a_minute() -> None:
-    result = scale_check(1_000_000, 1000)
-    assert result["seconds"] < 60.0
+def test_scale_check_serves_every_request_and_reports_cpu_seconds() -> None:
+    # The timing itself (1M requests over 1000 models in < 60 s of one core) is a benchmark:
+    # `python benchmarks/sched.py --scale`; here, that the same workload runs and is served.
+    result = scale_check(20_000, 200)
+    assert result["requests"] == 20_000
+    assert result["models"] == 200
+    assert result["seconds"] > 0
+    assert result["events"] > 2 * 20_000  # an arrival and a completion each, then the loads
+    assert result["loads"] > 0
+    assert result["slo10_attainment"] > 0.9
 
 
 def test_bench_replays_a_trace_whose_urgent_requests_take_no_time(
