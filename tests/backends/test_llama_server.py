@@ -90,6 +90,17 @@ def test_every_manifest_field_maps_to_its_flag(tmp_path: Path) -> None:
     assert options.process.extra_args == ("--ubatch-size", "256")
 
 
+def test_a_slot_split_over_gpus_gets_an_even_tensor_split() -> None:
+    # The ledger leases an even share per GPU; llama.cpp's default splits by free memory.
+    options = LlamaServerOptions.from_manifest(
+        "m", {"path": "/models/m.gguf", "llama_server": {"binary": "/opt/llama-server"}}
+    )
+    split = LlamaServerBackend("m", options, gpus=(0, 2, 3)).command(8080)
+    assert split[-2:] == ["--tensor-split", "1,1,1"]
+    assert "--tensor-split" not in LlamaServerBackend("m", options, gpus=(1,)).command(8080)
+    assert "--tensor-split" not in LlamaServerBackend("m", options).command(8080)
+
+
 def test_a_relative_path_resolves_in_the_model_cache() -> None:
     options = LlamaServerOptions.from_manifest("m", {"path": "sub/m.gguf"})
     assert options.model_path == models_dir() / "sub" / "m.gguf"

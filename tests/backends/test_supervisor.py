@@ -190,7 +190,7 @@ async def test_stop_finishes_when_the_exit_watcher_was_cancelled(tmp_path: Path)
 async def test_environment_gpus_library_path_and_extra_env(tmp_path: Path) -> None:
     code = """
     import json, os, pathlib, sys
-    keys = ["CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH", "MB_EXTRA"]
+    keys = ["CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "LD_LIBRARY_PATH", "MB_EXTRA"]
     pathlib.Path(sys.argv[1]).write_text(json.dumps({k: os.environ.get(k) for k in keys}))
     """
     marker = tmp_path / "env.json"
@@ -209,6 +209,7 @@ async def test_environment_gpus_library_path_and_extra_env(tmp_path: Path) -> No
     env = json.loads(marker.read_text())
     assert env == {
         "CUDA_VISIBLE_DEVICES": "2,3",
+        "CUDA_DEVICE_ORDER": "PCI_BUS_ID",  # NVML's indices are in PCI bus order
         "LD_LIBRARY_PATH": "/opt/a/lib:/opt/b/lib:/base/lib",
         "MB_EXTRA": "yes",
     }

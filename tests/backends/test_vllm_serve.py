@@ -120,6 +120,20 @@ def test_tensor_parallel_larger_than_the_slot_is_refused() -> None:
         VllmServeBackend("m", options, gpus=(0,))
 
 
+def test_a_slot_split_over_gpus_spreads_the_model_over_all_of_them() -> None:
+    plain = VllmServeOptions.from_manifest("m", {"path": "m", "vllm_serve": {"binary": "v"}})
+    split = VllmServeBackend("m", plain, gpus=(0, 1, 2)).command(8000)
+    assert split[-2:] == ["--tensor-parallel-size", "3"]
+    assert "--tensor-parallel-size" not in VllmServeBackend("m", plain, gpus=(1,)).command(8000)
+    assert "--tensor-parallel-size" not in VllmServeBackend("m", plain).command(8000)
+    chosen = VllmServeOptions.from_manifest(
+        "m", {"path": "m", "vllm_serve": {"binary": "v", "tensor_parallel_size": 2}}
+    )
+    argv = VllmServeBackend("m", chosen, gpus=(0, 1, 2)).command(8000)
+    assert argv.count("--tensor-parallel-size") == 1
+    assert argv[argv.index("--tensor-parallel-size") + 1] == "2"  # the manifest's choice
+
+
 def fake_entry(tmp_path: Path, **env: str) -> dict[str, Any]:
     return {
         "path": "org/tiny-model",
@@ -149,9 +163,11 @@ async def test_start_up_protocol_requests_and_stop_against_the_fake(tmp_path: Pa
         record = json.loads((tmp_path / "record.json").read_text())
         assert record["argv"] == [
             "serve", "org/tiny-model", "--host", "127.0.0.1", "--port", str(backend.port),
-            "--served-model-name", "tiny", "--max-model-len", "1024", "--max-num-seqs", "1",
+            "--served-model-name", "tiny", "--max-model-len", "1024",
+            "--tensor-parallel-size", "2", "--max-num-seqs", "1",
         ]  # fmt: skip
         assert record["env"]["CUDA_VISIBLE_DEVICES"] == "0,1"
+        assert record["env"]["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
         assert record["env"]["LD_LIBRARY_PATH"].startswith("/opt/vllm/lib")
         assert record["env"]["VLLM_TEST_FLAG"] == "1"
         assert (await backend.health()).ok

@@ -194,7 +194,12 @@ class LlamaServerBackend(ProcessBackend):
 
     def command(self, port: int) -> list[str]:
         binary = self.options.process.binary or str(find_llama_server())
-        return self.options.command(binary, port, self.model_id)
+        argv = self.options.command(binary, port, self.model_id)
+        if self._gpus is not None and len(self._gpus) > 1:
+            # The ledger leases an even share on each GPU of a split slot; llama.cpp would
+            # otherwise split by each GPU's free memory and overrun the smaller shares.
+            argv += ["--tensor-split", ",".join("1" for _ in self._gpus)]
+        return argv
 
     def upstream_model(self) -> str:
         return self.options.alias or self.model_id

@@ -72,6 +72,10 @@ class ProcessSpec:
 
     def child_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
         env = dict(os.environ if base is None else base)
+        if self.gpus is not None:
+            # GPU indices come from NVML, which counts in PCI bus order; CUDA's own default
+            # order (fastest first) may differ on hosts with mixed GPUs.
+            env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
         env.update(self.env)
         if self.library_path:
             existing = env.get("LD_LIBRARY_PATH", "")

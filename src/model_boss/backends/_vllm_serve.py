@@ -148,7 +148,16 @@ class VllmServeBackend(ProcessBackend):
         )
 
     def command(self, port: int) -> list[str]:
-        return self.options.command(self.options.process.binary or "vllm", port)
+        argv = self.options.command(self.options.process.binary or "vllm", port)
+        if (
+            self.options.tensor_parallel_size is None
+            and self._gpus is not None
+            and len(self._gpus) > 1
+        ):
+            # A slot split over several GPUs holds an even share of each: spread the model
+            # over all of them (vLLM's default of 1 would put it all on the first).
+            argv += ["--tensor-parallel-size", str(len(self._gpus))]
+        return argv
 
     def upstream_model(self) -> str:
         return self.options.served_model_name
