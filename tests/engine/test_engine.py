@@ -232,6 +232,106 @@ async def test_a_busy_slot_asked_for_memory_gives_it_back_once_idle() -> None:
         await eng.stop()
 
 
+async def until(check: Any, timeout_s: float = 3.0) -> bool:
+    for _ in range(int(timeout_s / 0.01)):
+        if check():
+            return True
+        await asyncio.sleep(0.01)
+    return bool(check())
+
+
+def states(eng: Engine) -> dict[str, str]:
+    return {s["model"]: s["state"] for s in eng.slots_snapshot()}
+
+
+async def test_a_ledger_waiter_gets_only_what_it_lacks_from_idle_models() -> None:
+    # a (20 GB) busy, b and c (4 GB each) idle, 2 GB free: a job asking for 5 GB lacks 3 GB,
+    # which one idle model gives; the ledger asked for a's whole lease.
+    url = f"memory://lacks-{secrets.token_hex(4)}"
+    boss = GPUBoss(url, [Device(0, 30_000)], host="t", ttl_s=0.6)
+    models = [model("a", 20_000), model("b", 4000), model("c", 4000)]
+    eng = Engine(models, SlotLedger(boss, None), config=SchedulerConfig(batch_window_s=0.0))
+    await eng.start()
+    try:
+        busy = eng.submit("a")
+        await asyncio.wait_for(busy.future, 5)
+        await run(eng, "b")
+        await run(eng, "c")
+        async with GPUBoss(url, [Device(0, 30_000)], host="t", holder="job") as other:
+            lease = await other.acquire(vram_mb=5000, priority="high", timeout=5)
+            await asyncio.sleep(0.3)
+            assert eng.counters["evictions"] == 1
+            assert sorted(states(eng).values()).count("ready") == 2  # a and one of b, c
+            await lease.release()
+        eng.finish(busy)
+    finally:
+        await eng.stop()
+
+
+async def test_once_the_ledger_waiter_is_served_no_more_models_are_evicted_for_it() -> None:
+    # a stays busy (requests back to back) with its lease marked preempted; b is loaded and
+    # idle again and again. Nobody waits at the ledger any more: b must stay.
+    url = f"memory://sticky-{secrets.token_hex(4)}"
+    boss = GPUBoss(url, [Device(0, 14_000)], host="t", ttl_s=0.6)
+    eng = Engine(
+        [model("a", 6000), model("b", 6000)],
+        SlotLedger(boss, None),
+        config=SchedulerConfig(batch_window_s=0.0),
+    )
+    await eng.start()
+    try:
+        current = eng.submit("a")
+        await asyncio.wait_for(current.future, 5)
+        await run(eng, "b")
+        async with GPUBoss(url, [Device(0, 14_000)], host="t", holder="job") as other:
+            lease = await other.acquire(vram_mb=6000, priority="high", timeout=5)
+            await lease.release()
+        evictions = eng.counters["evictions"]
+        for _ in range(3):
+            await run(eng, "b")  # loaded again if it was evicted, then idle
+            following = eng.submit("a", priority=1)
+            await asyncio.sleep(0.02)
+            eng.finish(current)  # a request on a ends (a was asked back while busy)
+            current = following
+            await asyncio.wait_for(current.future, 5)
+            await asyncio.sleep(0.2)
+            assert states(eng).get("b") == "ready"
+        assert eng.counters["evictions"] == evictions
+        eng.finish(current)
+    finally:
+        await eng.stop()
+
+
+async def test_an_eviction_releases_its_lease_before_the_new_slot_asks_the_ledger() -> None:
+    # b is placed where a (evicted) was; if b's acquire reached the ledger before a's release,
+    # the ledger would see a shortfall and ask c (an innocent idle slot) to go too.
+    url = f"memory://order-{secrets.token_hex(4)}"
+    boss = GPUBoss(url, [Device(0, 16_000)], host="t", ttl_s=0.6)
+    eng = Engine(
+        [model("a", 6000), model("b", 8000), model("c", 4000)],
+        SlotLedger(boss, None),
+        config=SchedulerConfig(batch_window_s=0.0),
+    )
+    await eng.start()
+    store = boss._store
+    release = store.release
+
+    async def slow_release(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(0.05)  # a store round trip, as with Redis
+        return await release(*args, **kwargs)
+
+    store.release = slow_release  # type: ignore[method-assign]
+    try:
+        await run(eng, "a", priority=50)  # last used by BATCH: the cheapest to evict
+        await run(eng, "c")
+        await run(eng, "b", priority=1)
+        await asyncio.sleep(0.3)
+        assert eng.counters["evictions"] == 1
+        assert states(eng) == {"b": "ready", "c": "ready"}
+    finally:
+        await eng.stop()
+
+
 async def test_the_ledger_lists_each_pool_once_with_gpu_and_ram_bosses_on_one_ledger() -> None:
     from model_boss import RAMBoss
 

@@ -157,6 +157,8 @@ class Engine:
         self._overrides: dict[str, dict[str, Any]] = {}
         self._load_waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._releasing: set[asyncio.Task[Any]] = set()  # ReleaseLease effects in flight
+        self._asking: set[Lease] = set()  # leases whose preemption need is being looked up
         self._runner: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._ids = itertools.count(1)
@@ -254,15 +256,46 @@ class Engine:
                 self._ask_again_if_preempted(ticket.slot_id)
 
     def _ask_again_if_preempted(self, slot_id: int | None) -> None:
-        """A slot that was busy when its lease was asked back may be idle now: ask again."""
+        """A slot that was busy when its lease was asked back may be idle now: ask again,
+        if someone still waits (the store keeps a lease marked until it is released)."""
         rt = self._slots.get(slot_id) if slot_id is not None else None
         if rt is None:
             return
         for lease in rt.leases:
-            if lease.preempted.is_set() and not lease.lost.is_set():
-                self._post(
-                    PreemptAsked(self._clock(), lease.pool, lease.mb, lease.preempt_priority)
-                )
+            if lease.preempted.is_set() and not lease.lost.is_set() and lease not in self._asking:
+                self._spawn(self._ask_preempt(lease))
+
+    async def _ask_preempt(self, lease: Lease) -> None:
+        """Tell the scheduler what the ledger's waiters still need on ``lease``'s pool."""
+        self._asking.add(lease)
+        try:
+            mb = await self._preempt_need(lease)
+        finally:
+            self._asking.discard(lease)
+        if mb > 0 and not lease.lost.is_set():
+            self._post(PreemptAsked(self._clock(), lease.pool, mb, lease.preempt_priority))
+
+    async def _preempt_need(self, lease: Lease) -> int:
+        """How much the waiters that asked for ``lease`` still lack on its pool: 0 once they
+        were served or left; the whole lease for a drain (or when the ledger cannot say)."""
+        if lease.preempt_priority <= 0:  # a drain: every lease goes back
+            return lease.mb
+        try:
+            status = await self.ledger.pool_status(lease.pool)
+        except Exception as exc:
+            log.warning("preemption on %s: ledger status failed: %s", lease.pool, exc)
+            return lease.mb
+        if status is None:
+            return lease.mb
+        mine = self.ledger.holder(lease.pool)
+        asking = [
+            w.mb
+            for w in status.waiters
+            if w.holder != mine and w.priority <= lease.preempt_priority
+        ]
+        if not asking:
+            return 0
+        return max(0, min(lease.mb, max(asking) - status.free_mb))
 
     def cancel(self, ticket: Ticket) -> None:
         """The client went away: leave the queue now, or abort the running request."""
@@ -407,10 +440,11 @@ class Engine:
                 delay, lambda: self._post(Tick(self._clock()))
             )
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     def _carry_out(self, effect: Effect) -> None:
         if isinstance(effect, Dispatch):
@@ -449,7 +483,9 @@ class Engine:
         elif isinstance(effect, ReleaseLease):
             rt = self._slots.get(effect.slot_id)
             if rt is not None:
-                self._spawn(self._release(rt))
+                task = self._spawn(self._release(rt))
+                self._releasing.add(task)
+                task.add_done_callback(self._releasing.discard)
         elif isinstance(effect, LoadRefused):
             for waiter in self._load_waiters.pop(effect.model, []):
                 if not waiter.done():
@@ -458,6 +494,12 @@ class Engine:
     # -- effects that take time -------------------------------------------------------------
 
     async def _acquire(self, rt: _SlotRuntime, effect: AcquireLease) -> None:
+        # The memory this slot was planned into may be a victim's, released by a task
+        # spawned just before this one: let releases reach the ledger first, or it sees a
+        # shortfall and asks other holders (and our own idle slots) to give memory back.
+        releasing = [task for task in self._releasing if not task.done()]
+        if releasing:
+            await asyncio.wait(releasing)
         try:
             for pool in effect.pools:
                 rt.leases.append(
@@ -492,9 +534,7 @@ class Engine:
                 done, _ = await asyncio.wait({asked, lost}, return_when=asyncio.FIRST_COMPLETED)
                 if lost in done:
                     break
-                self._post(
-                    PreemptAsked(self._clock(), lease.pool, lease.mb, lease.preempt_priority)
-                )
+                await self._ask_preempt(lease)
                 # Asked again, more urgently (the scheduler may have declined the first ask).
                 lease.preempt_escalated.clear()
                 asked = asyncio.ensure_future(lease.preempt_escalated.wait())

@@ -58,6 +58,18 @@ class SlotLedger:
                 seen.setdefault(pool.pool, pool)
         return [seen[name] for name in sorted(seen)]
 
+    async def pool_status(self, pool: str) -> PoolStatus | None:
+        """One pool's leases and waiters (None for a pool this ledger does not know)."""
+        target = self._targets.get(pool)
+        if target is None:
+            return None
+        return next((p for p in (await target.boss.status()).pools if p.pool == pool), None)
+
+    def holder(self, pool: str) -> str | None:
+        """The name this coordinator holds (and waits for) leases under on ``pool``."""
+        target = self._targets.get(pool)
+        return None if target is None else target.boss.holder
+
     def gpu_index(self, pool: str) -> int | None:
         target = self._targets.get(pool)
         return None if target is None else target.gpu
