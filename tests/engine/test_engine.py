@@ -332,6 +332,45 @@ async def test_an_eviction_releases_its_lease_before_the_new_slot_asks_the_ledge
         await eng.stop()
 
 
+async def test_a_load_denied_its_memory_fails_at_once_and_comes_back_when_it_frees() -> None:
+    url = f"memory://pin-denied-{secrets.token_hex(4)}"
+    async with GPUBoss(url, [Device(0, 10_000)], host="t", holder="job") as other:
+        held = await other.acquire(vram_mb=8000, priority="urgent", timeout=1)
+        eng = Engine(
+            [model("a", 6000)],
+            SlotLedger(GPUBoss(url, [Device(0, 10_000)], host="t"), None),
+            config=SchedulerConfig(batch_window_s=0.0, retry_after_s=0.2),
+            lease_timeout_s=0.3,
+        )
+        await eng.start()
+        try:
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(RequestRejected) as caught:
+                await eng.load("a", wait_s=10.0)
+            assert asyncio.get_running_loop().time() - started < 3.0  # not the full wait
+            assert caught.value.status == 503
+            assert "not granted" in caught.value.reason
+            await held.release()
+            assert await until(lambda: eng.model_state("a") == "ready", 5.0)  # pinned: retried
+        finally:
+            await eng.stop()
+
+
+async def test_a_load_with_room_for_fewer_replicas_than_asked_loads_those() -> None:
+    profile = ModelProfile("a", 6000, load_s=0.02, replicas=1, replica_max=2)
+    eng = Engine(
+        [EngineModel(profile, "simulated", {"simulated": {"load_s": 0.02}})],
+        SlotLedger(GPUBoss(f"memory://partial-{secrets.token_hex(4)}", [Device(0, 10_000)]), None),
+        config=SchedulerConfig(batch_window_s=0.0),
+    )
+    await eng.start()
+    try:
+        await eng.load("a", replicas=2, wait_s=5.0)  # room for one: not a 409
+        assert [(s["state"], s["pinned"]) for s in eng.slots_snapshot()] == [("ready", True)]
+    finally:
+        await eng.stop()
+
+
 async def test_the_ledger_lists_each_pool_once_with_gpu_and_ram_bosses_on_one_ledger() -> None:
     from model_boss import RAMBoss
 

@@ -257,6 +257,44 @@ def test_denied_lease_is_retried_after_a_pause() -> None:
     assert len(of_type(h.tick(5.0), AcquireLease)) == 1
 
 
+def leases(effects: object) -> list[AcquireLease]:
+    return [e for e in of_type(effects, AcquireLease) if isinstance(e, AcquireLease)]  # type: ignore[arg-type]
+
+
+def test_pinned_model_denied_its_lease_is_tried_again_backing_off() -> None:
+    h = Harness([model("p", pin=True)], config=SchedulerConfig(retry_after_s=5.0), auto=False)
+    (first,) = leases(h.send(Tick(0.0)))
+    h.send(LeaseDenied(0.0, first.slot_id, "held by a training job"))
+    assert leases(h.tick(4.9)) == []
+    (second,) = leases(h.tick(5.0))  # 5 s later
+    h.send(LeaseDenied(5.0, second.slot_id, "still held"))
+    assert leases(h.tick(14.9)) == []
+    (third,) = leases(h.tick(15.0))  # then 10 s
+    h.send(LeaseGranted(15.0, third.slot_id))
+    h.send(SlotReady(15.0, third.slot_id))
+    assert [s.model for s in h.scheduler.pool if s.state is SlotState.READY] == ["p"]
+
+
+def test_crashed_pinned_replica_comes_back() -> None:
+    h = Harness([model("p", pin=True)], config=SchedulerConfig(retry_after_s=5.0))
+    h.send(Tick(0.0))
+    (slot,) = list(h.scheduler.pool)
+    h.send(SlotFailed(1.0, slot.slot_id, "exit code 1"))
+    assert list(h.scheduler.pool) == []
+    h.tick(6.0)
+    assert [(s.model, s.pinned, s.state) for s in h.scheduler.pool] == [
+        ("p", True, SlotState.READY)
+    ]
+
+
+def test_unloaded_model_is_not_brought_back_after_its_lease_was_denied() -> None:
+    h = Harness([model("a")], config=SchedulerConfig(retry_after_s=5.0), auto=False)
+    (lease,) = leases(h.send(AdminLoad(0.0, "a")))
+    h.send(LeaseDenied(0.0, lease.slot_id, "held"))
+    h.send(AdminUnload(1.0, "a"))
+    assert leases(h.tick(10_000.0)) == []
+
+
 def test_replicas_scale_out_up_to_replica_max() -> None:
     h = Harness([model("a", target_inflight=1, replicas=1, replica_max=2)])
     out = []

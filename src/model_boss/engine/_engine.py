@@ -516,6 +516,8 @@ class Engine:
                 await lease.release()
             rt.leases.clear()
             self._slots.pop(rt.slot_id, None)
+            if not any(other.model == rt.model for other in self._slots.values()):
+                self._fail_load_waiters(rt.model, f"its memory was not granted: {exc}")
             self._post(LeaseDenied(self._clock(), rt.slot_id, str(exc)))
             return
         for lease in rt.leases:

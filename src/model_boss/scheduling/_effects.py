@@ -92,7 +92,8 @@ class Reject:
 
 @dataclass(frozen=True, slots=True)
 class LoadRefused:
-    """An ``AdminLoad`` cannot be carried out now."""
+    """An ``AdminLoad`` cannot place a single replica now (with some placed, it goes on with
+    those)."""
 
     model: str
     reason: str

@@ -32,6 +32,9 @@ class ModelState:
     cold_seq: int = 0  # seq of this model's live entry in Scheduler._cold, 0 if none
     wake_at: float = -math.inf  # this model's earliest pending wakeup
     retry_at: float = -math.inf
+    pin_want: int = 0  # pinned replicas asked for (manifest pin or AdminLoad); 0 once unloaded
+    repin_at: float = math.inf  # when to try again to bring back a pinned replica that failed
+    pin_failures: int = 0  # in a row, for the back-off
 
 
 class LoadPlanner:
@@ -294,6 +297,8 @@ class LoadPlanner:
         self._pending = still
 
     def _load_replicas(self, m: ModelState, want: int, now: float, out: list[Effect]) -> None:
+        m.pin_want = want
+        m.repin_at = math.inf
         for slot in m.slots:
             self.pool.pin(slot)
         self._snap = None  # a planning round's candidates are stale by now
@@ -302,9 +307,31 @@ class LoadPlanner:
             views = self._views(m, now, None)
             plan = place(m.vram_mb, views, splittable=m.profile.splittable, single_ok=single_ok)
             if plan is None:
-                out.append(LoadRefused(m.profile.model_id, "not enough free memory"))
+                if not m.slots:  # with some replicas placed, the load goes on with those
+                    out.append(LoadRefused(m.profile.model_id, "not enough free memory"))
                 return
             self._execute(m, plan, now, out, pinned=True, reason=f"load {m.profile.model_id}")
+
+    def _pinned_slot_lost(self, m: ModelState, now: float) -> None:
+        """A pinned replica was denied its lease or failed: try again later, backing off
+        (5 s, 10 s, ... up to 5 minutes) while it keeps failing."""
+        if m.pin_want <= 0:
+            return
+        backoff = min(300.0, self.config.retry_after_s * 2 ** min(m.pin_failures, 6))
+        m.pin_failures += 1
+        m.repin_at = now + backoff
+        self._wake(m, m.repin_at, now)
+
+    def _repin_due(self, m: ModelState, now: float, out: list[Effect]) -> None:
+        if m.repin_at > now:
+            if m.repin_at < math.inf:
+                self._wake(m, m.repin_at, now)  # an earlier wakeup of this model fired first
+            return
+        m.repin_at = math.inf
+        if m.pin_want > len(m.slots):
+            self._load_replicas(m, m.pin_want, now, out)
+            if m.pin_want > len(m.slots):  # no room yet: keep trying, backing off
+                self._pinned_slot_lost(m, now)
 
     def _start_pinned(self, now: float, out: list[Effect]) -> None:
         for m in self.models.values():

@@ -235,12 +235,15 @@ class Scheduler(LoadPlanner):
         slot = self.pool.slots.get(ev.slot_id)
         if slot is None:
             return
+        pinned = slot.pinned
         self._forget_slot(slot)
         self.pool.failed(slot)
         self._pending_dirty = True
         m = self.models[slot.model]
         m.retry_at = ev.now + self.config.retry_after_s
         self._wake(m, m.retry_at, ev.now)
+        if pinned:
+            self._pinned_slot_lost(m, ev.now)
         self._loads_dirty = True
 
     def _on_ready(self, ev: SlotReady, out: list[Effect]) -> None:
@@ -253,6 +256,8 @@ class Scheduler(LoadPlanner):
         if slot.state is SlotState.DRAINING:
             self._maybe_stop(slot, out)
         elif self.pool.ready(slot, ev.now):
+            if slot.pinned:
+                m.pin_failures = 0
             self._arm_idle(slot, ev.now)
             self._dirty[slot.model] = None
             if self._blocked:  # a new slot that a blocked load may drain
@@ -266,10 +271,13 @@ class Scheduler(LoadPlanner):
             del self._inflight[rid]
         if slot.lease_requested:
             out.append(ReleaseLease(slot.slot_id))
+        pinned = slot.pinned
         self._forget_slot(slot)
         self.pool.failed(slot)
         self._pending_dirty = True
         m = self.models[slot.model]
+        if pinned:
+            self._pinned_slot_lost(m, ev.now)
         if not m.slots:
             reason = f"model {slot.model!r} failed: {ev.reason or 'backend error'}"
             for req in self.queue.drain_model(slot.model):
@@ -327,6 +335,8 @@ class Scheduler(LoadPlanner):
         m = self.models.get(ev.model)
         if m is None:
             return
+        m.pin_want = 0
+        m.repin_at = math.inf
         for slot in list(m.slots):
             self._drain(slot, out, "admin unload")
             self._loads_dirty = True  # the memory is promised back: a cold model may use it
@@ -377,6 +387,8 @@ class Scheduler(LoadPlanner):
             m = self.models[model]
             if m.retry_at > now:  # an earlier wakeup fired during a lease back-off
                 self._wake(m, m.retry_at, now)
+            if m.pin_want:
+                self._repin_due(m, now, out)
             self._mark_cold(m, now)
             self._loads_dirty = True
         if self._dirty:
