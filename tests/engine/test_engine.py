@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 from collections.abc import AsyncIterator
@@ -127,109 +128,30 @@ async def test_admin_load_and_unload(engine: Engine) -> None:
     assert status.pools[0].used_mb == 0
 
 
-async def test_another_holder_asking_for_memory_makes_the_coordinator_evict_idle_models() -> None:
-    url = f"memory://preempt-{secrets.token_hex(4)}"
-    coordinator_boss = GPUBoss(url, [Device(0, 10_000)], host="t", ttl_s=0.6)
-    eng = Engine(
-        [model("a", 6000)],
-        SlotLedger(coordinator_boss, None),
-        config=SchedulerConfig(batch_window_s=0.0),
-    )
+@contextlib.asynccontextmanager
+async def coordinator(
+    models: list[EngineModel],
+    gpu_mb: int = 10_000,
+    *,
+    ttl_s: float = 0.6,
+    config: SchedulerConfig | None = None,
+    **kwargs: Any,
+) -> AsyncIterator[tuple[Engine, str]]:
+    """A started engine on one GPU of a fresh in-memory ledger, and the ledger's URL."""
+    url = f"memory://engine-{secrets.token_hex(4)}"
+    boss = GPUBoss(url, [Device(0, gpu_mb)], host="t", ttl_s=ttl_s)
+    config = config or SchedulerConfig(batch_window_s=0.0)
+    eng = Engine(models, SlotLedger(boss, None), config=config, **kwargs)
     await eng.start()
     try:
-        await run(eng, "a")  # loaded, now idle
-        async with GPUBoss(url, [Device(0, 10_000)], host="t", holder="training-job") as other:
-            lease = await other.acquire(vram_mb=8000, priority="high", timeout=5)
-            assert lease.mb == 8000  # granted once the coordinator gave its memory back
-            assert eng.model_state("a") == "unloaded"
-            await lease.release()
+        yield eng, url
     finally:
         await eng.stop()
 
 
-async def test_a_ledger_waiter_evicts_only_models_last_used_by_less_urgent_clients() -> None:
-    url = f"memory://preempt-prio-{secrets.token_hex(4)}"
-    coordinator_boss = GPUBoss(url, [Device(0, 10_000)], host="t", ttl_s=0.6)
-    eng = Engine(
-        [model("a", 6000)],
-        SlotLedger(coordinator_boss, None),
-        config=SchedulerConfig(batch_window_s=0.0),
-    )
-    await eng.start()
-    try:
-        await run(eng, "a", priority=10)  # loaded (and leased) for a NORMAL request
-        await run(eng, "a", priority=5)  # then last used by a HIGH one
-        async with GPUBoss(url, [Device(0, 10_000)], host="t", holder="training-job") as other:
-            with pytest.raises(AcquireTimeout):  # a HIGH job does not push out a HIGH client
-                await other.acquire(vram_mb=8000, priority="high", timeout=1.5)
-            assert eng.model_state("a") == "ready"
-            lease = await other.acquire(vram_mb=8000, priority="urgent", timeout=5)
-            assert eng.model_state("a") == "unloaded"  # an URGENT one does
-            await lease.release()
-    finally:
-        await eng.stop()
-
-
-async def test_a_drain_makes_the_coordinator_unload_idle_models() -> None:
-    url = f"memory://drain-{secrets.token_hex(4)}"
-    boss = GPUBoss(url, [Device(0, 10_000)], host="t", ttl_s=0.6)
-    eng = Engine([model("a", 6000)], SlotLedger(boss, None), config=SchedulerConfig())
-    await eng.start()
-    try:
-        await run(eng, "a")
-        async with GPUBoss(url, [Device(0, 10_000)], host="t") as admin:
-            assert await admin.drain() == 1
-            for _ in range(300):
-                if (await admin.status()).pools[0].used_mb == 0:
-                    break
-                await asyncio.sleep(0.01)
-            assert (await admin.status()).pools[0].used_mb == 0
-        assert eng.model_state("a") == "unloaded"
-    finally:
-        await eng.stop()
-
-
-async def test_a_lost_lease_stops_the_backend_before_the_slot_is_forgotten() -> None:
-    url = f"memory://lost-{secrets.token_hex(4)}"
-    boss = GPUBoss(url, [Device(0, 10_000)], host="t", ttl_s=0.3)
-    eng = Engine([model("a", 6000)], SlotLedger(boss, None), config=SchedulerConfig())
-    await eng.start()
-    try:
-        await run(eng, "a")
-        backend = next(rt.backend for rt in eng._slots.values() if rt.backend is not None)
-        lease = next(rt.leases[0] for rt in eng._slots.values() if rt.leases)
-        lease.lost.set()  # as if it could not be renewed in time
-        for _ in range(300):
-            if backend.state.value == "stopped" and eng.model_state("a") != "ready":
-                break
-            await asyncio.sleep(0.01)
-        assert backend.state.value == "stopped"
-        assert eng.model_state("a") != "ready"
-    finally:
-        await eng.stop()
-
-
-async def test_a_busy_slot_asked_for_memory_gives_it_back_once_idle() -> None:
-    url = f"memory://busy-preempt-{secrets.token_hex(4)}"
-    boss = GPUBoss(url, [Device(0, 10_000)], host="t", ttl_s=0.6)
-    eng = Engine([model("a", 6000)], SlotLedger(boss, None), config=SchedulerConfig())
-    await eng.start()
-    try:
-        ticket = eng.submit("a")
-        await asyncio.wait_for(ticket.future, 5)  # the slot is busy with this request
-        async with GPUBoss(url, [Device(0, 10_000)], host="t", holder="other") as other:
-            waiter = asyncio.create_task(
-                other.acquire(vram_mb=8000, priority="high", timeout=10).__aenter__()
-            )
-            await asyncio.sleep(1.0)  # asked while busy: nothing may be evicted yet
-            assert not waiter.done()
-            assert eng.model_state("a") == "ready"
-            eng.finish(ticket)  # idle now: asked again, and evicted
-            lease = await asyncio.wait_for(waiter, 5)
-            assert eng.model_state("a") == "unloaded"
-            await lease.release()
-    finally:
-        await eng.stop()
+def holder(url: str, gpu_mb: int = 10_000, name: str = "job") -> GPUBoss:
+    """Another program on the same ledger and GPU."""
+    return GPUBoss(url, [Device(0, gpu_mb)], host="t", holder=name)
 
 
 async def until(check: Any, timeout_s: float = 3.0) -> bool:
@@ -244,46 +166,99 @@ def states(eng: Engine) -> dict[str, str]:
     return {s["model"]: s["state"] for s in eng.slots_snapshot()}
 
 
+async def test_another_holder_asking_for_memory_makes_the_coordinator_evict_idle_models() -> None:
+    async with coordinator([model("a", 6000)]) as (eng, url):
+        await run(eng, "a")  # loaded, now idle
+        async with holder(url, name="training-job") as other:
+            lease = await other.acquire(vram_mb=8000, priority="high", timeout=5)
+            assert lease.mb == 8000  # granted once the coordinator gave its memory back
+            assert eng.model_state("a") == "unloaded"
+            await lease.release()
+
+
+async def test_a_ledger_waiter_evicts_only_models_last_used_by_less_urgent_clients() -> None:
+    async with coordinator([model("a", 6000)]) as (eng, url):
+        await run(eng, "a", priority=10)  # loaded (and leased) for a NORMAL request
+        await run(eng, "a", priority=5)  # then last used by a HIGH one
+        async with holder(url, name="training-job") as other:
+            with pytest.raises(AcquireTimeout):  # a HIGH job does not push out a HIGH client
+                await other.acquire(vram_mb=8000, priority="high", timeout=1.5)
+            assert eng.model_state("a") == "ready"
+            lease = await other.acquire(vram_mb=8000, priority="urgent", timeout=5)
+            assert eng.model_state("a") == "unloaded"  # an URGENT one does
+            await lease.release()
+
+
+async def test_a_drain_makes_the_coordinator_unload_idle_models() -> None:
+    async with coordinator([model("a", 6000)], config=SchedulerConfig()) as (eng, url):
+        await run(eng, "a")
+        async with GPUBoss(url, [Device(0, 10_000)], host="t") as admin:
+            assert await admin.drain() == 1
+            for _ in range(300):
+                if (await admin.status()).pools[0].used_mb == 0:
+                    break
+                await asyncio.sleep(0.01)
+            assert (await admin.status()).pools[0].used_mb == 0
+        assert eng.model_state("a") == "unloaded"
+
+
+async def test_a_lost_lease_stops_the_backend_before_the_slot_is_forgotten() -> None:
+    async with coordinator([model("a", 6000)], ttl_s=0.3, config=SchedulerConfig()) as (eng, _):
+        await run(eng, "a")
+        backend = next(rt.backend for rt in eng._slots.values() if rt.backend is not None)
+        lease = next(rt.leases[0] for rt in eng._slots.values() if rt.leases)
+        lease.lost.set()  # as if it could not be renewed in time
+        for _ in range(300):
+            if backend.state.value == "stopped" and eng.model_state("a") != "ready":
+                break
+            await asyncio.sleep(0.01)
+        assert backend.state.value == "stopped"
+        assert eng.model_state("a") != "ready"
+
+
+async def test_a_busy_slot_asked_for_memory_gives_it_back_once_idle() -> None:
+    async with coordinator([model("a", 6000)], config=SchedulerConfig()) as (eng, url):
+        ticket = eng.submit("a")
+        await asyncio.wait_for(ticket.future, 5)  # the slot is busy with this request
+        async with holder(url, name="other") as other:
+            waiter = asyncio.create_task(
+                other.acquire(vram_mb=8000, priority="high", timeout=10).__aenter__()
+            )
+            await asyncio.sleep(1.0)  # asked while busy: nothing may be evicted yet
+            assert not waiter.done()
+            assert eng.model_state("a") == "ready"
+            eng.finish(ticket)  # idle now: asked again, and evicted
+            lease = await asyncio.wait_for(waiter, 5)
+            assert eng.model_state("a") == "unloaded"
+            await lease.release()
+
+
 async def test_a_ledger_waiter_gets_only_what_it_lacks_from_idle_models() -> None:
     # a (20 GB) busy, b and c (4 GB each) idle, 2 GB free: a job asking for 5 GB lacks 3 GB,
     # which one idle model gives; the ledger asked for a's whole lease.
-    url = f"memory://lacks-{secrets.token_hex(4)}"
-    boss = GPUBoss(url, [Device(0, 30_000)], host="t", ttl_s=0.6)
     models = [model("a", 20_000), model("b", 4000), model("c", 4000)]
-    eng = Engine(models, SlotLedger(boss, None), config=SchedulerConfig(batch_window_s=0.0))
-    await eng.start()
-    try:
+    async with coordinator(models, 30_000) as (eng, url):
         busy = eng.submit("a")
         await asyncio.wait_for(busy.future, 5)
         await run(eng, "b")
         await run(eng, "c")
-        async with GPUBoss(url, [Device(0, 30_000)], host="t", holder="job") as other:
+        async with holder(url, 30_000) as other:
             lease = await other.acquire(vram_mb=5000, priority="high", timeout=5)
             await asyncio.sleep(0.3)
             assert eng.counters["evictions"] == 1
             assert sorted(states(eng).values()).count("ready") == 2  # a and one of b, c
             await lease.release()
         eng.finish(busy)
-    finally:
-        await eng.stop()
 
 
 async def test_once_the_ledger_waiter_is_served_no_more_models_are_evicted_for_it() -> None:
     # a stays busy (requests back to back) with its lease marked preempted; b is loaded and
     # idle again and again. Nobody waits at the ledger any more: b must stay.
-    url = f"memory://sticky-{secrets.token_hex(4)}"
-    boss = GPUBoss(url, [Device(0, 14_000)], host="t", ttl_s=0.6)
-    eng = Engine(
-        [model("a", 6000), model("b", 6000)],
-        SlotLedger(boss, None),
-        config=SchedulerConfig(batch_window_s=0.0),
-    )
-    await eng.start()
-    try:
+    async with coordinator([model("a", 6000), model("b", 6000)], 14_000) as (eng, url):
         current = eng.submit("a")
         await asyncio.wait_for(current.future, 5)
         await run(eng, "b")
-        async with GPUBoss(url, [Device(0, 14_000)], host="t", holder="job") as other:
+        async with holder(url, 14_000) as other:
             lease = await other.acquire(vram_mb=6000, priority="high", timeout=5)
             await lease.release()
         evictions = eng.counters["evictions"]
@@ -298,52 +273,35 @@ async def test_once_the_ledger_waiter_is_served_no_more_models_are_evicted_for_i
             assert states(eng).get("b") == "ready"
         assert eng.counters["evictions"] == evictions
         eng.finish(current)
-    finally:
-        await eng.stop()
 
 
 async def test_an_eviction_releases_its_lease_before_the_new_slot_asks_the_ledger() -> None:
     # b is placed where a (evicted) was; if b's acquire reached the ledger before a's release,
     # the ledger would see a shortfall and ask c (an innocent idle slot) to go too.
-    url = f"memory://order-{secrets.token_hex(4)}"
-    boss = GPUBoss(url, [Device(0, 16_000)], host="t", ttl_s=0.6)
-    eng = Engine(
-        [model("a", 6000), model("b", 8000), model("c", 4000)],
-        SlotLedger(boss, None),
-        config=SchedulerConfig(batch_window_s=0.0),
-    )
-    await eng.start()
-    store = boss._store
-    release = store.release
+    models = [model("a", 6000), model("b", 8000), model("c", 4000)]
+    async with coordinator(models, 16_000) as (eng, _):
+        assert eng.ledger.gpu is not None
+        store = eng.ledger.gpu._store
+        release = store.release
 
-    async def slow_release(*args: Any, **kwargs: Any) -> Any:
-        await asyncio.sleep(0.05)  # a store round trip, as with Redis
-        return await release(*args, **kwargs)
+        async def slow_release(*args: Any, **kwargs: Any) -> Any:
+            await asyncio.sleep(0.05)  # a store round trip, as with Redis
+            return await release(*args, **kwargs)
 
-    store.release = slow_release  # type: ignore[method-assign]
-    try:
+        store.release = slow_release  # type: ignore[method-assign]
         await run(eng, "a", priority=50)  # last used by BATCH: the cheapest to evict
         await run(eng, "c")
         await run(eng, "b", priority=1)
         await asyncio.sleep(0.3)
         assert eng.counters["evictions"] == 1
         assert states(eng) == {"b": "ready", "c": "ready"}
-    finally:
-        await eng.stop()
 
 
 async def test_a_load_denied_its_memory_fails_at_once_and_comes_back_when_it_frees() -> None:
-    url = f"memory://pin-denied-{secrets.token_hex(4)}"
-    async with GPUBoss(url, [Device(0, 10_000)], host="t", holder="job") as other:
-        held = await other.acquire(vram_mb=8000, priority="urgent", timeout=1)
-        eng = Engine(
-            [model("a", 6000)],
-            SlotLedger(GPUBoss(url, [Device(0, 10_000)], host="t"), None),
-            config=SchedulerConfig(batch_window_s=0.0, retry_after_s=0.2),
-            lease_timeout_s=0.3,
-        )
-        await eng.start()
-        try:
+    config = SchedulerConfig(batch_window_s=0.0, retry_after_s=0.2)
+    async with coordinator([model("a", 6000)], config=config, lease_timeout_s=0.3) as (eng, url):
+        async with holder(url) as other:
+            held = await other.acquire(vram_mb=8000, priority="urgent", timeout=1)
             started = asyncio.get_running_loop().time()
             with pytest.raises(RequestRejected) as caught:
                 await eng.load("a", wait_s=10.0)
@@ -352,23 +310,14 @@ async def test_a_load_denied_its_memory_fails_at_once_and_comes_back_when_it_fre
             assert "not granted" in caught.value.reason
             await held.release()
             assert await until(lambda: eng.model_state("a") == "ready", 5.0)  # pinned: retried
-        finally:
-            await eng.stop()
 
 
 async def test_a_load_with_room_for_fewer_replicas_than_asked_loads_those() -> None:
     profile = ModelProfile("a", 6000, load_s=0.02, replicas=1, replica_max=2)
-    eng = Engine(
-        [EngineModel(profile, "simulated", {"simulated": {"load_s": 0.02}})],
-        SlotLedger(GPUBoss(f"memory://partial-{secrets.token_hex(4)}", [Device(0, 10_000)]), None),
-        config=SchedulerConfig(batch_window_s=0.0),
-    )
-    await eng.start()
-    try:
+    only = EngineModel(profile, "simulated", {"simulated": {"load_s": 0.02}})
+    async with coordinator([only]) as (eng, _):
         await eng.load("a", replicas=2, wait_s=5.0)  # room for one: not a 409
         assert [(s["state"], s["pinned"]) for s in eng.slots_snapshot()] == [("ready", True)]
-    finally:
-        await eng.stop()
 
 
 async def test_the_ledger_lists_each_pool_once_with_gpu_and_ram_bosses_on_one_ledger() -> None:

@@ -215,11 +215,11 @@ def format_sweep(sweep: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _ratio(theirs: float, mine: float) -> float:
-    """``theirs / mine`` rounded; inf when only ``mine`` is 0, nan when both are."""
-    if mine:
-        return round(theirs / mine, 2)
-    return math.inf if theirs else math.nan
+def _ratio(num: float, den: float) -> float:
+    """``num / den`` rounded; inf when only ``den`` is 0, nan when both are."""
+    if den:
+        return round(num / den, 2)
+    return math.inf if num else math.nan
 
 
 def _targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -233,8 +233,7 @@ def _targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
         if ours["goodput_per_s"] is not None:
             for scale in GOODPUT_SLO_SCALES:
                 mine, theirs = ours["goodput_per_s"][str(scale)], base["goodput_per_s"][str(scale)]
-                ratio = (mine / theirs) if theirs else (math.inf if mine else math.nan)
-                t[f"goodput{scale}_vs_ollama"] = round(ratio, 2)
+                t[f"goodput{scale}_vs_ollama"] = _ratio(mine, theirs)
         t["urgent_p99_gain_vs_ollama"] = _ratio(base["p99_s"]["urgent"], ours["p99_s"]["urgent"])
         t["starved_classes"] = ours["starved_classes"]
         if ours["bound_exact"]:
