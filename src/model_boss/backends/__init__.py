@@ -8,6 +8,7 @@ kinds share :class:`SupervisedProcess` (see DESIGN.md in this folder).
 
 from __future__ import annotations
 
+from model_boss.backends._budget import LeaseBudget
 from model_boss.backends._demo_model import DEMO_MODEL_FILE, fetch_demo_model
 from model_boss.backends._diffusers import DiffusersBackend, DiffusersOptions
 from model_boss.backends._errors import (
@@ -62,6 +63,7 @@ __all__ = [
     "FailureCallback",
     "Footprint",
     "JSONBody",
+    "LeaseBudget",
     "LlamaServerBackend",
     "LlamaServerOptions",
     "OpenAIRemoteBackend",

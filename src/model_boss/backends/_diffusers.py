@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import model_boss
+from model_boss.backends._budget import LeaseBudget
 from model_boss.backends._options import EntryReader
 from model_boss.backends._process_backend import ProcessBackend, ProcessOptions
 from model_boss.backends._protocol import Capability, FailureCallback
@@ -95,9 +96,15 @@ class DiffusersBackend(ProcessBackend):
         gpus: Sequence[int] | None = None,
         log_dir: str | os.PathLike[str] | None = None,
         on_failure: FailureCallback | None = None,
+        budget: LeaseBudget | None = None,
     ) -> None:
         super().__init__(
-            model_id, options.process, gpus=gpus, log_dir=log_dir, on_failure=on_failure
+            model_id,
+            options.process,
+            gpus=gpus,
+            log_dir=log_dir,
+            on_failure=on_failure,
+            budget=budget,
         )
         self.options = options
 

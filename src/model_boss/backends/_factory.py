@@ -6,6 +6,7 @@ import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+from model_boss.backends._budget import LeaseBudget
 from model_boss.backends._diffusers import DiffusersBackend, DiffusersOptions
 from model_boss.backends._llama_server import LlamaServerBackend, LlamaServerOptions
 from model_boss.backends._openai_remote import OpenAIRemoteBackend, OpenAIRemoteOptions
@@ -66,6 +67,7 @@ def create_backend(
     log_dir: str | os.PathLike[str] | None = None,
     on_failure: FailureCallback | None = None,
     sleep: Callable[[float], Awaitable[None]] | None = None,
+    budget: LeaseBudget | None = None,
 ) -> Backend:
     """A stopped backend of ``kind`` (``llama_server``, ``vllm_serve``, ``openai_remote``,
     ``diffusers``, ``simulated``; ``llama-server`` spelling accepted) for one manifest entry.
@@ -73,10 +75,17 @@ def create_backend(
     ``gpus`` are the physical GPU indices of the slot (``CUDA_VISIBLE_DEVICES`` of the
     process; ``()`` hides all GPUs, None inherits). ``log_dir`` holds the process logs.
     ``on_failure`` is called at once when a ready backend's process dies. ``sleep`` is
-    the ``simulated`` kind's clock (a simulator passes its virtual one).
+    the ``simulated`` kind's clock (a simulator passes its virtual one). ``budget`` is
+    what the slot's lease holds on each device; the process kinds derive their memory
+    settings from it (None: no lease known, the manifest's settings alone).
     """
     options = backend_options(kind, model_id, entry)
-    process_args: dict[str, Any] = {"gpus": gpus, "log_dir": log_dir, "on_failure": on_failure}
+    process_args: dict[str, Any] = {
+        "gpus": gpus,
+        "log_dir": log_dir,
+        "on_failure": on_failure,
+        "budget": budget,
+    }
     if isinstance(options, LlamaServerOptions):
         return LlamaServerBackend(model_id, options, **process_args)
     if isinstance(options, VllmServeOptions):
@@ -84,7 +93,7 @@ def create_backend(
     if isinstance(options, DiffusersOptions):
         return DiffusersBackend(model_id, options, **process_args)
     if isinstance(options, OpenAIRemoteOptions):
-        return OpenAIRemoteBackend(model_id, options, on_failure=on_failure)
+        return OpenAIRemoteBackend(model_id, options, on_failure=on_failure, budget=budget)
     if sleep is None:
-        return SimulatedBackend(model_id, options, on_failure=on_failure)
-    return SimulatedBackend(model_id, options, on_failure=on_failure, sleep=sleep)
+        return SimulatedBackend(model_id, options, on_failure=on_failure, budget=budget)
+    return SimulatedBackend(model_id, options, on_failure=on_failure, sleep=sleep, budget=budget)

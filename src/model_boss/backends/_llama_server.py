@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from model_boss.backends._budget import LeaseBudget
 from model_boss.backends._options import EntryReader
 from model_boss.backends._paths import find_llama_server
 from model_boss.backends._process_backend import ProcessBackend, ProcessOptions
@@ -181,9 +182,15 @@ class LlamaServerBackend(ProcessBackend):
         gpus: Sequence[int] | None = None,
         log_dir: str | os.PathLike[str] | None = None,
         on_failure: FailureCallback | None = None,
+        budget: LeaseBudget | None = None,
     ) -> None:
         super().__init__(
-            model_id, options.process, gpus=gpus, log_dir=log_dir, on_failure=on_failure
+            model_id,
+            options.process,
+            gpus=gpus,
+            log_dir=log_dir,
+            on_failure=on_failure,
+            budget=budget,
         )
         self.options = options
         self._capabilities = (

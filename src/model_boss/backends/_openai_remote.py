@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from model_boss.backends._budget import LeaseBudget
 from model_boss.backends._errors import (
     BackendNotRunning,
     BackendStartError,
@@ -87,8 +88,10 @@ class OpenAIRemoteBackend:
         options: OpenAIRemoteOptions,
         *,
         on_failure: FailureCallback | None = None,
+        budget: LeaseBudget | None = None,
     ) -> None:
         self._model_id = model_id
+        self.budget = budget  # no local memory to bind: kept for status and tests
         self.options = options
         self._on_failure = on_failure  # a remote API has no process that could die
         self._state = BackendState.STOPPED

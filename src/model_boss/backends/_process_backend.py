@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import aiohttp
 
+from model_boss.backends._budget import LeaseBudget
 from model_boss.backends._errors import (
     BackendCrashed,
     BackendNotRunning,
@@ -95,9 +96,11 @@ class ProcessBackend:
         gpus: Sequence[int] | None = None,
         log_dir: str | os.PathLike[str] | None = None,
         on_failure: FailureCallback | None = None,
+        budget: LeaseBudget | None = None,
     ) -> None:
         self._model_id = model_id
         self._process_options = process
+        self.budget = budget
         self._gpus = None if gpus is None else tuple(gpus)
         self._log_dir = default_log_dir() if log_dir is None else Path(log_dir)
         self._on_failure = on_failure

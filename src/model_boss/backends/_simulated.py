@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from model_boss.backends._budget import LeaseBudget
 from model_boss.backends._errors import (
     BackendCrashed,
     BackendNotRunning,
@@ -106,8 +107,10 @@ class SimulatedBackend:
         *,
         on_failure: FailureCallback | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        budget: LeaseBudget | None = None,
     ) -> None:
         self._model_id = model_id
+        self.budget = budget  # no local memory to bind: kept for status and tests
         self.options = options
         self._on_failure = on_failure
         self._sleep = sleep

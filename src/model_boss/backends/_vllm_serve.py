@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from model_boss.backends._budget import LeaseBudget
 from model_boss.backends._http import UpstreamClient
 from model_boss.backends._options import EntryReader
 from model_boss.backends._process_backend import ProcessBackend, ProcessOptions
@@ -130,6 +131,7 @@ class VllmServeBackend(ProcessBackend):
         gpus: Sequence[int] | None = None,
         log_dir: str | os.PathLike[str] | None = None,
         on_failure: FailureCallback | None = None,
+        budget: LeaseBudget | None = None,
     ) -> None:
         tp = options.tensor_parallel_size
         if gpus is not None and tp is not None and tp > len(gpus):
@@ -138,7 +140,12 @@ class VllmServeBackend(ProcessBackend):
                 f" the slot has {len(gpus)}"
             )
         super().__init__(
-            model_id, options.process, gpus=gpus, log_dir=log_dir, on_failure=on_failure
+            model_id,
+            options.process,
+            gpus=gpus,
+            log_dir=log_dir,
+            on_failure=on_failure,
+            budget=budget,
         )
         self.options = options
         self._capabilities = (

@@ -84,7 +84,7 @@ class EngineModel:
 
 
 BackendFactory = Callable[..., Backend]
-"""``factory(kind, model_id, entry, *, gpus=..., log_dir=..., on_failure=...)``: see
+"""``factory(kind, model_id, entry, *, gpus=..., log_dir=..., on_failure=..., budget=...)``: see
 ``model_boss.backends.create_backend``, which is the default."""
 
 
@@ -562,6 +562,7 @@ class Engine:
                 gpus=gpus if self.ledger.gpu is not None else None,
                 log_dir=self._log_dir,
                 on_failure=on_failure,
+                budget=self.ledger.budget(rt.leases),
             )
             rt.backend = backend
             await backend.start()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+from model_boss.backends import LeaseBudget
 from model_boss.leases import GPUBoss, Lease, PoolStatus, RAMBoss
 from model_boss.scheduling import PoolSpec
 
@@ -73,6 +75,22 @@ class SlotLedger:
     def gpu_index(self, pool: str) -> int | None:
         target = self._targets.get(pool)
         return None if target is None else target.gpu
+
+    def budget(self, leases: Iterable[Lease]) -> LeaseBudget:
+        """What a slot's leases let its backend use: MB per GPU (with each GPU's total),
+        or MB of the host RAM pool."""
+        totals = {spec.pool_id: spec.capacity_mb for spec in self._specs}
+        gpu_mb: dict[int, int] = {}
+        gpu_total_mb: dict[int, int] = {}
+        ram_mb = 0
+        for lease in leases:
+            index = self.gpu_index(lease.pool)
+            if index is None:
+                ram_mb += lease.mb
+                continue
+            gpu_mb[index] = gpu_mb.get(index, 0) + lease.mb
+            gpu_total_mb[index] = totals[lease.pool]
+        return LeaseBudget(gpu_mb=gpu_mb, gpu_total_mb=gpu_total_mb, ram_mb=ram_mb)
 
     async def connect(self) -> None:
         for boss in {id(t.boss): t.boss for t in self._targets.values()}.values():
