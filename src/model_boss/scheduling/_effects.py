@@ -11,6 +11,7 @@ __all__ = [
     "AcquireLease",
     "Dispatch",
     "Effect",
+    "GrowLease",
     "LoadRefused",
     "Reject",
     "ReleaseLease",
@@ -48,13 +49,15 @@ class StopSlot:
     """Stop the backend of ``slot_id`` (it has no running request); answer with ``SlotStopped``.
 
     ``evicted``: it goes to make room (for another model, or a more urgent lease holder),
-    not because it idled out or an admin unloaded it.
+    not because it idled out or an admin unloaded it. ``error``: it broke a rule (it used
+    more memory than its lease holds); ``reason`` says how, for the log and the status.
     """
 
     slot_id: SlotId
     model: str
     reason: str
     evicted: bool = False
+    error: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +78,25 @@ class Dispatch:
 
 @dataclass(frozen=True, slots=True)
 class AbortRequest:
-    """Stop the running request ``request_id`` on ``slot_id`` (it was cancelled)."""
+    """Stop the running request ``request_id`` on ``slot_id``: it was cancelled, or (with
+    ``reason``) its slot is being stopped and the request fails with ``reason``/``code``."""
 
     request_id: RequestId
     slot_id: SlotId
+    reason: str = ""
+    code: int = 503
+
+
+@dataclass(frozen=True, slots=True)
+class GrowLease:
+    """Take ``mb`` more on ``pool`` for ``slot_id`` if the ledger grants it at once (no
+    waiting, no preemption); keep it with the slot's lease. Answer with ``LeaseGrown``."""
+
+    slot_id: SlotId
+    model: str
+    pool: str
+    mb: int
+    priority: int = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,4 +126,5 @@ Effect = (
     | AbortRequest
     | Reject
     | LoadRefused
+    | GrowLease
 )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from model_boss.scheduling._types import RequestId, SlotId
 
@@ -12,6 +13,7 @@ __all__ = [
     "Event",
     "LeaseDenied",
     "LeaseGranted",
+    "LeaseGrown",
     "PreemptAsked",
     "RequestArrived",
     "RequestCancelled",
@@ -19,6 +21,7 @@ __all__ = [
     "SlotFailed",
     "SlotReady",
     "SlotStopped",
+    "SlotUsage",
     "Tick",
 ]
 
@@ -98,6 +101,28 @@ class SlotStopped:
 
 
 @dataclass(frozen=True, slots=True)
+class SlotUsage:
+    """What the backend of ``slot_id`` really uses now: MB per pool of the slot (the usage
+    watch measures its process tree every few seconds; pools it does not report count 0)."""
+
+    now: float
+    slot_id: SlotId
+    used_mb: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseGrown:
+    """The ledger's answer to ``GrowLease``: ``granted`` at once, or refused (no waiting)."""
+
+    now: float
+    slot_id: SlotId
+    pool: str
+    mb: int
+    granted: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """Time passed; send one at ``Scheduler.next_wakeup()`` (or periodically)."""
 
@@ -144,4 +169,6 @@ Event = (
     | AdminLoad
     | AdminUnload
     | PreemptAsked
+    | SlotUsage
+    | LeaseGrown
 )

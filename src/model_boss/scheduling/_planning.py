@@ -35,6 +35,9 @@ class ModelState:
     pin_want: int = 0  # pinned replicas asked for (manifest pin or AdminLoad); 0 once unloaded
     repin_at: float = math.inf  # when to try again to bring back a pinned replica that failed
     pin_failures: int = 0  # in a row, for the back-off
+    overuse_strikes: int = 0  # slots stopped in a row for using more than their lease
+    overuse_last: str = ""  # why the last one was stopped
+    overuse_refused: str = ""  # why the model is refused (kept exceeding), until AdminLoad
 
 
 class LoadPlanner:
@@ -89,7 +92,7 @@ class LoadPlanner:
         return m.profile.splittable and m.vram_mb <= self.pool.total_capacity_mb
 
     def _needs_slot(self, m: ModelState, now: float) -> bool:
-        if m.retry_at > now:
+        if m.retry_at > now or m.overuse_refused:
             return False
         waiting = self.queue.count(m.profile.model_id)
         if not waiting:
@@ -244,7 +247,8 @@ class LoadPlanner:
         demand = m.demand  # in units that only make sense relative to other models
         s.victim = cand = VictimCandidate(
             s.slot_id,
-            s.mb_per_pool,  # what it frees in each of its pools
+            # What it frees in each of its pools (with what it grew, see _usage.py).
+            min(s.share(p) for p in s.pools) if s.extra_mb else s.mb_per_pool,
             m.profile.load_s,
             demand,
             s.last_priority,

@@ -15,6 +15,7 @@ READY) and is what placement sees; ``used_mb`` counts memory actually leased (fr
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -51,15 +52,28 @@ class Slot:
     stop_sent: bool = False
     drain_reason: str = ""  # why it was drained; its StopSlot says so once it is idle
     evicted: bool = False  # drained to make room, not idled out or unloaded
+    drain_error: bool = False  # drained for breaking a rule (overuse): its StopSlot says so
     inflight: int = 0
     last_used: float = 0.0
     last_priority: int = 10
     idle_version: int = 0
     victim: VictimCandidate | None = None  # the scheduler's cached eviction candidate
+    # The usage watch (see _usage.py): leased beyond mb_per_pool (grown, or asked for),
+    # the last measurement, and where the slot stands with an excess.
+    extra_mb: dict[str, int] = field(default_factory=dict)
+    used_mb: dict[str, int] = field(default_factory=dict)
+    peak_mb: int = 0  # the most it was measured to use, summed over its pools
+    growing: set[str] = field(default_factory=set)  # pools with a GrowLease unanswered
+    refused: str = ""  # why the last grow was refused (empty: none refused since it fit)
+    overuse_deadline: float = math.inf  # stopped then if still over its lease
 
     @property
     def live(self) -> bool:
         return self.state in _LIVE
+
+    def share(self, pool_id: str) -> int:
+        """MB leased for this slot on ``pool_id`` (its share, plus what it grew)."""
+        return self.mb_per_pool + self.extra_mb.get(pool_id, 0)
 
     @property
     def total_mb(self) -> int:
@@ -133,7 +147,7 @@ class ModelPool:
         slot.pinned = True
         if slot.live:
             for pool_id in slot.pools:
-                self.pools[pool_id].pinned_mb += slot.mb_per_pool
+                self.pools[pool_id].pinned_mb += slot.share(pool_id)
 
     def fits_beside_pinned(self, need_mb: int, *, splittable: bool) -> bool:
         """Could a slot of ``need_mb`` MB ever be placed without touching pinned slots?"""
@@ -206,18 +220,35 @@ class ModelPool:
         self._finish(slot, SlotState.FAILED)
         return True
 
+    def grow(self, slot: Slot, pool_id: str, mb: int) -> None:
+        """Count ``mb`` more (less, if negative) leased for ``slot`` on ``pool_id``.
+
+        Only for a slot whose lease is taken; a live slot's promise grows with it."""
+        assert slot.lease_requested
+        assert pool_id in slot.pools
+        assert slot.state not in (SlotState.STOPPED, SlotState.FAILED)
+        slot.extra_mb[pool_id] = slot.extra_mb.get(pool_id, 0) + mb
+        slot.victim = None  # its cached eviction candidate frees a different amount now
+        pool = self.pools[pool_id]
+        pool.used_mb += mb
+        if slot.live:
+            pool.promised_mb += mb
+            if slot.pinned:
+                pool.pinned_mb += mb
+
     def _unpromise(self, slot: Slot) -> None:
         for pool_id in slot.pools:
             pool = self.pools[pool_id]
-            pool.promised_mb -= slot.mb_per_pool
+            share = slot.share(pool_id)
+            pool.promised_mb -= share
             if slot.pinned:
-                pool.pinned_mb -= slot.mb_per_pool
+                pool.pinned_mb -= share
 
     def _finish(self, slot: Slot, state: SlotState) -> None:
         for pool_id in slot.pools:
             pool = self.pools[pool_id]
             if slot.lease_requested:
-                pool.used_mb -= slot.mb_per_pool
+                pool.used_mb -= slot.share(pool_id)
             pool.slots.pop(slot.slot_id, None)
         slot.state = state
         self.slots.pop(slot.slot_id, None)

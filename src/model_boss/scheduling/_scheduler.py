@@ -23,6 +23,7 @@ from model_boss.scheduling._events import (
     Event,
     LeaseDenied,
     LeaseGranted,
+    LeaseGrown,
     PreemptAsked,
     RequestArrived,
     RequestCancelled,
@@ -30,18 +31,26 @@ from model_boss.scheduling._events import (
     SlotFailed,
     SlotReady,
     SlotStopped,
+    SlotUsage,
     Tick,
 )
 from model_boss.scheduling._eviction import VictimCandidate, victims
 from model_boss.scheduling._planning import LoadPlanner, ModelState
 from model_boss.scheduling._pool import ModelPool, Slot, SlotState
 from model_boss.scheduling._queue import CooldownGate, QueuedRequest, RequestQueue
-from model_boss.scheduling._types import ModelProfile, PoolSpec, RequestId, SchedulerConfig
+from model_boss.scheduling._types import (
+    ModelProfile,
+    PoolSpec,
+    RequestId,
+    SchedulerConfig,
+    SlotId,
+)
+from model_boss.scheduling._usage import UsagePolicy
 
 __all__ = ["Scheduler"]
 
 
-class Scheduler(LoadPlanner):
+class Scheduler(LoadPlanner, UsagePolicy):
     """Decides what runs, what loads and what is evicted; never does any of it itself.
 
     Feed every event to :meth:`handle` in time order and carry out the effects it returns;
@@ -64,6 +73,7 @@ class Scheduler(LoadPlanner):
         self._idle: list[tuple[float, int, int]] = []
         self._wakeups: list[tuple[float, str]] = []
         self._cold: list[tuple[float, int, str]] = []
+        self._overuse: list[tuple[float, SlotId]] = []  # (grace deadline, slot) of _usage.py
         self._now = -math.inf
         self._dirty: dict[str, None] = {}
         self._loads_dirty = False
@@ -88,6 +98,8 @@ class Scheduler(LoadPlanner):
             AdminLoad: self._on_admin_load,
             AdminUnload: self._on_admin_unload,
             PreemptAsked: self._on_preempt,
+            SlotUsage: self._on_usage,
+            LeaseGrown: self._on_lease_grown,
         }
 
     # -- public -----------------------------------------------------------------------------
@@ -147,6 +159,14 @@ class Scheduler(LoadPlanner):
             heapq.heappop(idle)
         if self._wakeups:
             times.append(self._wakeups[0][0])
+        overuse = self._overuse
+        while overuse:  # drop deadlines of slots that came back under their lease
+            deadline, sid = overuse[0]
+            slot = self.pool.slots.get(sid)
+            if slot is not None and slot.overuse_deadline == deadline:
+                times.append(deadline)
+                break
+            heapq.heappop(overuse)
         return min(times) if times else None
 
     @property
@@ -167,6 +187,9 @@ class Scheduler(LoadPlanner):
             return
         if not m.profile.enabled and not m.slots:
             out.append(Reject(ev.request_id, f"model {ev.model!r} is disabled", 409))
+            return
+        if m.overuse_refused and not m.slots:
+            out.append(Reject(ev.request_id, m.overuse_refused, 507))
             return
         if not self._fits(m):
             largest = self.pool.largest_capacity_mb
@@ -293,6 +316,8 @@ class Scheduler(LoadPlanner):
             out.append(ReleaseLease(slot.slot_id))
         if slot.live:  # stopped without being drained first: placement sees new memory
             self._loads_dirty = True
+        if slot.started and not slot.drain_error:  # it ran within its lease
+            self.models[slot.model].overuse_strikes = 0
         self._forget_slot(slot)
         self.pool.stopped(slot)
         self._pending_dirty = True
@@ -305,6 +330,8 @@ class Scheduler(LoadPlanner):
         if m is None:
             out.append(LoadRefused(ev.model, f"unknown model {ev.model!r}"))
             return
+        m.overuse_refused = ""  # an admin's load: give a model refused for overuse a chance
+        m.overuse_strikes = 0
         want = min(ev.replicas or m.profile.replicas, m.profile.replica_max)
         self._load_replicas(m, want, ev.now, out)
         self._reject_crowded_out(ev.now, out)
@@ -367,6 +394,9 @@ class Scheduler(LoadPlanner):
         if release is not None and release <= now:
             for req in self.gate.release_due(now):
                 self._enqueue(req, now)
+                self._reject_refused(self.models[req.model], now, out)
+        if self._overuse and self._overuse[0][0] <= now:
+            self._overuse_due(now, out)
         idle = self._idle
         while idle and idle[0][0] <= now:
             _, sid, version = heapq.heappop(idle)
@@ -484,7 +514,11 @@ class Scheduler(LoadPlanner):
             and slot.inflight == 0
         ):
             slot.stop_sent = True
-            out.append(StopSlot(slot.slot_id, slot.model, slot.drain_reason, slot.evicted))
+            out.append(
+                StopSlot(
+                    slot.slot_id, slot.model, slot.drain_reason, slot.evicted, slot.drain_error
+                )
+            )
 
     def _forget_slot(self, slot: Slot) -> None:
         m = self.models[slot.model]

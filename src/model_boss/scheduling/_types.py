@@ -114,6 +114,13 @@ class SchedulerConfig:
       cheapest to lose. Off by default: it saves loads (2% in the benchmark at light load)
       but costs latency under load. Worth it where loads are far slower than requests.
     * ``retry_after_s``: pause before a model whose lease was denied is tried again.
+    * ``overuse_tolerance`` and ``overuse_tolerance_mb``: a slot measured (``SlotUsage``)
+      to use more than its lease on a pool by more than the larger of this fraction of the
+      lease and these MB is over its lease; it asks the ledger for the difference.
+    * ``overuse_grace_s``: a slot still over its lease this long after the ledger refused
+      it more is stopped; its measured peak becomes the model's estimate.
+    * ``overuse_strikes``: a model stopped for overuse this many times in a row is refused
+      (507, with the numbers) until an ``AdminLoad``, instead of being restarted forever.
     """
 
     max_queue: int = 10_000
@@ -125,3 +132,7 @@ class SchedulerConfig:
     eviction_priority_exponent: float = 0.5
     drain_serving_for_cold: bool = False
     retry_after_s: float = 5.0
+    overuse_tolerance: float = 0.05
+    overuse_tolerance_mb: int = 64
+    overuse_grace_s: float = 10.0
+    overuse_strikes: int = 2
