@@ -12,7 +12,8 @@ WriteGguf = Callable[..., Path]
 
 @pytest.fixture
 def write_gguf(tmp_path: Path) -> WriteGguf:
-    """Writes a small GGUF file with llama metadata and one tensor of ``weight_mb`` MB."""
+    """Writes a small GGUF file with llama metadata, one tensor of ``weight_mb`` MB outside
+    the layers, and ``layer_mb`` MB in each of the ``layers`` blocks (``blk.N.weight``)."""
 
     def write(
         name: str = "tiny.gguf",
@@ -23,6 +24,7 @@ def write_gguf(tmp_path: Path) -> WriteGguf:
         embed: int = 512,
         context: int = 2048,
         weight_mb: int = 2,
+        layer_mb: int = 0,
     ) -> Path:
         path = tmp_path / name
         w = GGUFWriter(str(path), "llama")
@@ -32,6 +34,8 @@ def write_gguf(tmp_path: Path) -> WriteGguf:
         w.add_embedding_length(embed)
         w.add_context_length(context)
         w.add_tensor("weights", np.zeros(weight_mb * 1024 * 1024 // 4, dtype=np.float32))
+        for i in range(layers if layer_mb else 0):
+            w.add_tensor(f"blk.{i}.weight", np.zeros(layer_mb * 1024 * 1024 // 4, np.float32))
         w.write_header_to_file()
         w.write_kv_data_to_file()
         w.write_tensors_to_file()

@@ -28,7 +28,9 @@ __all__ = [
     "OVERHEAD_MB",
     "FootprintBook",
     "GgufInfo",
+    "context_for",
     "estimate_vram_mb",
+    "gpu_layers_for",
     "kv_cache_mb",
     "read_gguf_info",
     "vram_for",
@@ -62,6 +64,17 @@ class GgufInfo:
     value_dim: int
     context_length: int
     weights_bytes: int
+    layer_weights_bytes: int = 0  # the repeating blocks (``blk.N.*``), what offloading moves
+
+    @property
+    def layer_mb(self) -> float:
+        """MB of weights in one repeating layer."""
+        return self.layer_weights_bytes / max(1, self.layers) / _MB
+
+    @property
+    def other_weights_mb(self) -> float:
+        """MB of weights outside the repeating layers (embeddings, output)."""
+        return (self.weights_bytes - self.layer_weights_bytes) / _MB
 
 
 def _field(reader: Any, key: str) -> Any:
@@ -95,7 +108,8 @@ def read_gguf_info(path: str | Path) -> GgufInfo:
     value_dim = _field(reader, f"{arch}.attention.value_length") or key_dim
     ctx = _field(reader, f"{arch}.context_length") or DEFAULT_CONTEXT
     weights = sum(int(t.n_bytes) for t in reader.tensors)
-    return GgufInfo(arch, layers, kv, int(key_dim), int(value_dim), int(ctx), weights)
+    in_layers = sum(int(t.n_bytes) for t in reader.tensors if t.name.startswith("blk."))
+    return GgufInfo(arch, layers, kv, int(key_dim), int(value_dim), int(ctx), weights, in_layers)
 
 
 def kv_cache_mb(
@@ -109,6 +123,44 @@ def kv_cache_mb(
     return info.layers * context_size * per_token / _MB
 
 
+def context_for(path: str | Path, context_size: int | None = None) -> int:
+    """The context the estimate assumes: ``context_size`` when given, else
+    :data:`DEFAULT_CONTEXT` capped by a GGUF model's own trained context (a file that is not
+    a readable GGUF: :data:`DEFAULT_CONTEXT`)."""
+    if context_size:
+        return context_size
+    p = Path(path)
+    if p.suffix.lower() != ".gguf" or not p.is_file():
+        return DEFAULT_CONTEXT
+    try:
+        return _context(read_gguf_info(p), None)
+    except ConfigError:
+        return DEFAULT_CONTEXT
+
+
+def _context(info: GgufInfo, context_size: int | None) -> int:
+    return context_size or min(info.context_length, DEFAULT_CONTEXT)
+
+
+def gpu_layers_for(
+    info: GgufInfo,
+    budget_mb: int,
+    context_size: int,
+    cache_type_k: str = "f16",
+    cache_type_v: str = "f16",
+) -> int:
+    """How many layers fit in ``budget_mb``: what is left after :data:`OVERHEAD_MB`, the KV
+    cache and the weights outside the layers, divided by one layer's weights; all of them
+    (``info.layers``) exactly when the budget covers the estimate."""
+    kv = kv_cache_mb(info, context_size, cache_type_k, cache_type_v)
+    room = budget_mb - OVERHEAD_MB - kv - info.other_weights_mb
+    if room >= info.layers * info.layer_mb:
+        return info.layers
+    if room <= 0 or info.layer_mb <= 0:
+        return 0
+    return min(info.layers, math.floor(room / info.layer_mb))
+
+
 def estimate_vram_mb(
     path: str | Path,
     *,
@@ -120,8 +172,7 @@ def estimate_vram_mb(
     p = Path(path)
     if p.suffix.lower() == ".gguf" and p.is_file():
         info = read_gguf_info(p)
-        ctx = context_size or min(info.context_length, DEFAULT_CONTEXT)
-        kv = kv_cache_mb(info, ctx, cache_type_k, cache_type_v)
+        kv = kv_cache_mb(info, _context(info, context_size), cache_type_k, cache_type_v)
         return math.ceil(info.weights_bytes / _MB + kv + OVERHEAD_MB)
     if p.is_dir():
         size = sum(f.stat().st_size for f in p.rglob("*") if f.is_file())

@@ -11,9 +11,11 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from model_boss.config._estimate import KV_CACHE_BYTES
+from model_boss.config._fit import check_lease_fit, model_file
 from model_boss.config._origins import KeyPath, Origins, Source
 from model_boss.errors import ConfigError
 
@@ -143,11 +145,15 @@ def _canonical_entry(
     return table
 
 
-def parse_manifest(models: Any, where: Origins | str) -> dict[str, ModelSpec]:
+def parse_manifest(
+    models: Any, where: Origins | str, *, models_root: str | Path | None = None
+) -> dict[str, ModelSpec]:
     """Validate the ``models`` table.
 
     ``where`` is the file's name, or the :class:`Origins` of settings merged from several
     files, whose ``models`` are then already canonical (see :func:`canonical_models`).
+    ``models_root`` is where relative model paths start: a model file found there is read
+    to check that the entry's values fit its lease (see ``_fit``).
     """
     if isinstance(where, str):
         models, spellings = canonical_models(models, where)
@@ -157,7 +163,7 @@ def parse_manifest(models: Any, where: Origins | str) -> dict[str, ModelSpec]:
         _fail(where, root, f"must be a table of models, not {type(models).__name__}")
     out: dict[str, ModelSpec] = {}
     for model_id, entry in models.items():
-        out[str(model_id)] = _parse_model(str(model_id), entry, where)
+        out[str(model_id)] = _parse_model(str(model_id), entry, where, models_root)
     return out
 
 
@@ -227,7 +233,9 @@ class _Entry:
         return tuple(value)
 
 
-def _parse_model(model_id: str, raw: Any, origins: Origins) -> ModelSpec:
+def _parse_model(
+    model_id: str, raw: Any, origins: Origins, models_root: str | Path | None
+) -> ModelSpec:
     if not isinstance(raw, Mapping):
         _fail(origins, ("models", model_id), f"must be a table, not {type(raw).__name__}")
     table = dict(raw)
@@ -267,6 +275,15 @@ def _parse_model(model_id: str, raw: Any, origins: Origins) -> ModelSpec:
         e.fail(
             "vram_mb", f"is required for backend {backend} when there is no path to estimate from"
         )
+    context_size = e.positive_int("context_size")
+    check_lease_fit(
+        backend=backend,
+        vram_mb=vram_mb,
+        context_size=context_size,
+        options=options,
+        path=model_file(path, models_root),
+        fail=e.fail,
+    )
     return ModelSpec(
         id=model_id,
         category=category,
@@ -276,7 +293,7 @@ def _parse_model(model_id: str, raw: Any, origins: Origins) -> ModelSpec:
         vram_mb=vram_mb,
         pin=e.flag("pin", False),
         stay_warm=e.seconds("stay_warm"),
-        context_size=e.positive_int("context_size"),
+        context_size=context_size,
         chat_template=e.text("chat_template"),
         thinking=e.flag("thinking", False),
         endpoints=e.words("endpoints") or DEFAULT_ENDPOINTS[category],

@@ -89,7 +89,7 @@ def settings_from_mapping(
                 f"{where.at((str(key),))}: unknown section (expected service, models)"
             )
     service = _service(data.get("service", {}), where)
-    models = parse_manifest(data.get("models", {}), where)
+    models = parse_manifest(data.get("models", {}), where, models_root=service.models_root)
     return Settings(service, models, sources)
 
 
