@@ -27,6 +27,11 @@ from model_boss.backends._factory import (
     backend_table,
     create_backend,
 )
+from model_boss.backends._footprint import (
+    GpuProcessProbe,
+    measure_backend,
+    measure_process_tree,
+)
 from model_boss.backends._http import UpstreamClient
 from model_boss.backends._llama_server import LlamaServerBackend, LlamaServerOptions
 from model_boss.backends._openai_remote import OpenAIRemoteBackend, OpenAIRemoteOptions
@@ -62,6 +67,7 @@ __all__ = [
     "DiffusersOptions",
     "FailureCallback",
     "Footprint",
+    "GpuProcessProbe",
     "JSONBody",
     "LeaseBudget",
     "LlamaServerBackend",
@@ -86,5 +92,7 @@ __all__ = [
     "fetch_demo_model",
     "find_llama_server",
     "free_port",
+    "measure_backend",
+    "measure_process_tree",
     "models_dir",
 ]

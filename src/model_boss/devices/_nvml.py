@@ -85,6 +85,18 @@ class NvmlProbe:
         mib = 1024 * 1024
         return GpuUsage(index, int(mem.total) // mib, int(mem.used) // mib, procs)
 
+    def process_mb(self) -> dict[int, dict[int, int]]:
+        """MiB used per process on every GPU, ``{gpu index: {pid: MiB}}`` (compute and
+        graphics processes); empty without NVML."""
+        if not self._init():
+            return {}
+        out: dict[int, dict[int, int]] = {}
+        for index in range(self._nvml.nvmlDeviceGetCount()):
+            usage = self.usage(index)
+            if usage is not None:
+                out[index] = dict(usage.per_process_mb)
+        return out
+
 
 def foreign_mb(usage: GpuUsage, lease_pids: Collection[int], leased_mb: int) -> int:
     """Memory in use on the GPU that no lease accounts for.
