@@ -9,7 +9,8 @@ samples NVML every 0.25 s: memory used per process against the lease that covers
 It prints one JSON line: the largest excess of any process over its lease, instants of
 over-commit (NVML's used memory of leased processes above the device total, or a process
 over its lease for longer than the grace period), load times, and tokens/s through the
-coordinator against straight to llama-server.
+coordinator against straight to llama-server. ``--logs DIR`` keeps the coordinator's and
+the backends' logs.
 
 Without a GPU it says so, and runs the same flow on the RAM pool (memory measured as PSS
 from /proc), exiting 0: that checks everything but CUDA.
@@ -460,6 +461,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {
         "check": "gpu_check",
         "gpu": None if not on_gpu else {"name": gpus[0].name, "total_mb": gpus[0].total_mb},
+        "ok": False,
     }
     if not on_gpu:
         report["note"] = (
@@ -481,87 +483,132 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             usage, total = nvml_usage(pynvml, gpus[0].index)
             pool_suffix = f"gpu{gpus[0].index}"
             kit_mb = max(1024, total - args.room_mb)
-            extra_env: dict[str, str] = {}
         else:
             total = 0  # the RAM pool's capacity, read from the coordinator below
             pool_suffix = "ram"
             kit_mb = 256
-            extra_env = {}
-        with coordinator(manifest, ledger, folder, binary, extra_env) as (url, _serve):
-            pool, capacity = next(
-                (p["pool"], int(p["capacity_mb"]))
-                for p in httpx.get(url + "/v1/pool/status").json()["pools"]
-                if p["pool"].endswith(pool_suffix)
+        sampler: Sampler | None = None
+        try:
+            with coordinator(manifest, ledger, folder, binary, {}) as (url, _serve):
+                pool, capacity = next(
+                    (p["pool"], int(p["capacity_mb"]))
+                    for p in httpx.get(url + "/v1/pool/status").json()["pools"]
+                    if p["pool"].endswith(pool_suffix)
+                )
+                total = total or capacity
+                report["pool"] = {"name": pool, "total_mb": total}
+                tracked: list[int] = []
+                sampler = Sampler(
+                    url, ledger, pool, usage if on_gpu else pss_usage(lambda: list(tracked))
+                )
+                sampler.start()
+                try:
+                    drive(report, url, ledger, kit_mb, on_gpu, seconds, tracked)
+                finally:
+                    sampler.stop()
+        except Exception as exc:  # report what was seen up to here, and why it stopped
+            report["error"] = f"{type(exc).__name__}: {exc}"
+        finally:
+            if args.logs:
+                keep_logs(folder, Path(args.logs))
+        if sampler is not None:
+            result = audit(sampler.samples, total, args.grace_s)
+            report["audit"] = {**result.to_dict(), "sampler_errors": sampler.errors}
+            report["timeline"] = timeline(sampler.samples)
+            report["ok"] = (
+                "error" not in report
+                and result.overcommit_instants == 0
+                and result.over_lease_past_grace == 0
             )
-            total = total or capacity
-            tracked: list[int] = []
-
-            def pids() -> list[int]:
-                return list(tracked)
-
-            sampler = Sampler(url, ledger, pool, usage if on_gpu else pss_usage(pids))
-            sampler.start()
-            client = httpx.Client(timeout=300)
-            with kit_program(ledger, kit_mb, on_gpu) as kit:
-                tracked.append(int(kit["kit_pid"]))
-                report["kit"] = kit
-                # Cold loads, one model at a time (with the kit holding most of the GPU,
-                # each load may evict the one before).
-                loads: dict[str, float] = {}
-                for model_id, _ in MODELS:
-                    loads[model_id] = round(load_model(client, url, model_id), 2)
-                    tracked[:] = [int(kit["kit_pid"]), *_backend_pids(client, url)]
-                report["load_s"] = loads
-                # Mixed concurrent traffic over the three models: swaps under pressure.
-                statuses: dict[str, int] = {}
-                deadline = time.monotonic() + seconds
-
-                def worker(i: int) -> None:
-                    local = httpx.Client(timeout=300)
-                    n = i
-                    while time.monotonic() < deadline:
-                        model_id = MODELS[n % len(MODELS)][0]
-                        status, _, _ = chat(local, url, model_id, 48)
-                        statuses[str(status)] = statuses.get(str(status), 0) + 1
-                        tracked[:] = [int(kit["kit_pid"]), *_backend_pids(local, url)]
-                        n += 1
-                    local.close()
-
-                with ThreadPoolExecutor(6) as pool_exec:
-                    list(pool_exec.map(worker, range(6)))
-                report["mixed"] = {"seconds": seconds, "answers_by_status": statuses}
-            # The kit has gone: the fastest model gets the whole room for a speed test.
-            model_id = MODELS[0][0]
-            load_model(client, url, model_id)
-            tracked[:] = _backend_pids(client, url)
-            via = tokens_per_s(client, url, model_id, 3, 128)
-            port = _backend_port(client, url, model_id)
-            direct = (
-                tokens_per_s(client, f"http://127.0.0.1:{port}", model_id, 3, 128) if port else 0.0
-            )
-            report["tokens_per_s"] = {
-                "coordinator": round(via, 1),
-                "direct": round(direct, 1),
-                "ratio": round(via / direct, 3) if direct else None,
-            }
-            metrics = client.get(url + "/metrics").text
-            report["coordinator"] = {
-                "loads": metric(metrics, "model_boss_loads"),
-                "evictions": metric(metrics, "model_boss_evictions"),
-                "load_failures": metric(metrics, "model_boss_load_failures"),
-                "load_seconds_mean": round(
-                    metric(metrics, "model_boss_load_seconds_sum")
-                    / max(1.0, metric(metrics, "model_boss_load_seconds_count")),
-                    2,
-                ),
-            }
-            client.close()
-            sampler.stop()
-        result = audit(sampler.samples, total, args.grace_s)
-        report["pool"] = {"name": pool, "total_mb": total}
-        report["audit"] = {**result.to_dict(), "sampler_errors": sampler.errors}
-        report["ok"] = result.overcommit_instants == 0 and result.over_lease_past_grace == 0
     return report
+
+
+def drive(
+    report: dict[str, Any],
+    url: str,
+    ledger: str,
+    kit_mb: int,
+    on_gpu: bool,
+    seconds: float,
+    tracked: list[int],
+) -> None:
+    """Loads, mixed traffic beside the kit program, then a speed test without it."""
+    client = httpx.Client(timeout=300)
+    with kit_program(ledger, kit_mb, on_gpu) as kit:
+        tracked.append(int(kit["kit_pid"]))
+        report["kit"] = kit
+        # Cold loads, one model at a time (with the kit holding most of the GPU, each
+        # load may evict the one before).
+        loads: dict[str, float] = {}
+        for model_id, _ in MODELS:
+            loads[model_id] = round(load_model(client, url, model_id), 2)
+            tracked[:] = [int(kit["kit_pid"]), *_backend_pids(client, url)]
+        report["load_s"] = loads
+        # Mixed concurrent traffic over the three models: swaps under pressure.
+        statuses: dict[str, int] = {}
+        deadline = time.monotonic() + seconds
+
+        def worker(i: int) -> None:
+            local = httpx.Client(timeout=300)
+            n = i
+            while time.monotonic() < deadline:
+                model_id = MODELS[n % len(MODELS)][0]
+                status, _, _ = chat(local, url, model_id, 48)
+                statuses[str(status)] = statuses.get(str(status), 0) + 1
+                tracked[:] = [int(kit["kit_pid"]), *_backend_pids(local, url)]
+                n += 1
+            local.close()
+
+        with ThreadPoolExecutor(6) as pool_exec:
+            list(pool_exec.map(worker, range(6)))
+        report["mixed"] = {"seconds": seconds, "answers_by_status": statuses}
+    # The kit has gone: the first model gets the room to itself for a speed test.
+    model_id = MODELS[0][0]
+    load_model(client, url, model_id)
+    tracked[:] = _backend_pids(client, url)
+    via = tokens_per_s(client, url, model_id, 3, 128)
+    port = _backend_port(client, url, model_id)
+    direct = tokens_per_s(client, f"http://127.0.0.1:{port}", model_id, 3, 128) if port else 0.0
+    report["tokens_per_s"] = {
+        "coordinator": round(via, 1),
+        "direct": round(direct, 1),
+        "ratio": round(via / direct, 3) if direct else None,
+    }
+    metrics = client.get(url + "/metrics").text
+    report["coordinator"] = {
+        "loads": metric(metrics, "model_boss_loads"),
+        "evictions": metric(metrics, "model_boss_evictions"),
+        "load_failures": metric(metrics, "model_boss_load_failures"),
+        "load_seconds_mean": round(
+            metric(metrics, "model_boss_load_seconds_sum")
+            / max(1.0, metric(metrics, "model_boss_load_seconds_count")),
+            2,
+        ),
+    }
+    pool_status = client.get(url + "/v1/pool/status").json()
+    report["slots"] = [
+        {k: s.get(k) for k in ("model", "state", "mb_per_pool", "leased_mb", "used_mb")}
+        for s in pool_status["slots"]
+    ]
+    client.close()
+
+
+def timeline(samples: Sequence[Sample], every_s: float = 2.0) -> list[list[float]]:
+    """[t, MiB used by leased processes, MiB leased] every ``every_s`` seconds."""
+    out: list[list[float]] = []
+    for s in samples:
+        if not out or s.t - out[-1][0] >= every_s:
+            used = sum(mb for pid, mb in s.used.items() if pid in s.leased)
+            out.append([round(s.t, 1), used, sum(s.leased.values())])
+    return out
+
+
+def keep_logs(folder: Path, dest: Path) -> None:
+    """The coordinator's and the backends' logs, for a run that went wrong."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for log in [folder / "coordinator.log", *sorted((folder / "logs").glob("*.log"))]:
+        if log.is_file():
+            dest.joinpath(log.name).write_bytes(log.read_bytes()[-4_000_000:])
 
 
 def _slots(client: httpx.Client, url: str) -> list[dict[str, Any]]:
@@ -591,6 +638,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--llama-server", default=None)
     parser.add_argument("--model", default=None)
     parser.add_argument("--out", default=None)
+    parser.add_argument(
+        "--logs", default=None, help="copy the coordinator's and backends' logs here"
+    )
     args = parser.parse_args(argv)
     report = run(args)
     line = json.dumps(report, sort_keys=True)

@@ -56,9 +56,16 @@ if [[ -x "$DEST" ]]; then
   exit 0
 fi
 
-for tool in cmake c++ make; do
+for tool in cmake c++; do
   command -v "$tool" >/dev/null || { echo "llama-server: '$tool' is needed to build it" >&2; exit 1; }
 done
+GENERATOR=()
+if command -v ninja >/dev/null; then
+  GENERATOR=(-G Ninja)
+elif ! command -v make >/dev/null; then
+  echo "llama-server: 'make' (or 'ninja') is needed to build it" >&2
+  exit 1
+fi
 
 ARGS=(-DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF
   -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON)
@@ -128,7 +135,7 @@ else
   SRC="$(echo "$WORK"/llama_cpp_python-*/vendor/llama.cpp)"
 fi
 
-cmake -S "$SRC" -B "$WORK/build" "${ARGS[@]}" >"$WORK/cmake.log" 2>&1 \
+cmake -S "$SRC" -B "$WORK/build" "${GENERATOR[@]}" "${ARGS[@]}" >"$WORK/cmake.log" 2>&1 \
   || { tail -50 "$WORK/cmake.log"; exit 1; }
 cmake --build "$WORK/build" --target llama-server -j "$(nproc)" >"$WORK/build.log" 2>&1 \
   || { tail -50 "$WORK/build.log"; exit 1; }
