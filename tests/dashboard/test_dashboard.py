@@ -22,7 +22,12 @@ MANIFEST = {
         "sim": {
             "backend": "simulated",
             "vram_mb": 6000,
-            "simulated": {"load_s": 0.1, "tokens_per_s": 500, "output_tokens": 4},
+            "simulated": {
+                "load_s": 0.1,
+                "tokens_per_s": 500,
+                "output_tokens": 4,
+                "vram_mb": 5500,  # what its footprint reports: the usage watch shows it
+            },
         },
         "other": {"backend": "simulated", "vram_mb": 3000, "simulated": {"load_s": 0.1}},
     }
@@ -81,6 +86,8 @@ def test_the_dashboard_shows_memory_models_and_clients(browser: Any, url: str) -
     page.wait_for_selector('#models tr[data-model="sim"][data-state="ready"]')
     assert cells(page, '#models tr[data-model="sim"] td')[:3] == ["sim", "simulated", "ready"]
     assert cells(page, '#models tr[data-model="other"] td')[2] == "unloaded"
+    # Measured by the usage watch (every 2 s) against the 6000 MB its lease holds.
+    until(page, lambda: cells(page, '#models tr[data-model="sim"] td')[7] == "5500 / 6000 MiB")
     pool = page.locator(".pool").first
     assert "6000 MB leased" in pool.locator("h3").inner_text()
     lease = cells(page, ".leases tbody tr td")

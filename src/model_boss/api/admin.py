@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from model_boss.api.errors import APIError
@@ -72,6 +73,9 @@ class AdminService:
                         "running": sum(1 for r in running if r["model"] == mid),
                     },
                     "footprint_mb": self.engine.scheduler.models[mid].vram_mb,
+                    "leased_bytes": sum(s["leased_bytes"] for s in mine),
+                    "used_bytes": _sum_known(s["used_bytes"] for s in mine),
+                    "overuse": self._overuse(mid),
                     "capabilities": {
                         "modalities": sorted(model.modalities),
                         "live_overrides": sorted(LIVE_OVERRIDES.get(model.backend, ())),
@@ -80,6 +84,16 @@ class AdminService:
                 }
             )
         return out
+
+    def _overuse(self, model_id: str) -> dict[str, Any]:
+        """How the model stands with the usage watch: slots stopped in a row for using more
+        than their lease, the last reason, and whether it is refused until a load."""
+        m = self.engine.scheduler.models[model_id]
+        return {
+            "strikes": m.overuse_strikes,
+            "last": m.overuse_last or None,
+            "refused": m.overuse_refused or None,
+        }
 
     def check_overrides(self, model_id: str, overrides: dict[str, Any]) -> dict[str, Any]:
         """Validate ``overrides`` and return them as a manifest-entry patch."""
@@ -149,3 +163,9 @@ class AdminService:
         pools = [p.to_dict() for p in await self.engine.ledger.status()]
         estimates = {mid: m.vram_mb for mid, m in self.engine.scheduler.models.items()}
         return {"pools": pools, "model_estimates_mb": estimates}
+
+
+def _sum_known(values: Iterable[int | None]) -> int | None:
+    """The sum of the measured values; None when none is measured yet."""
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None

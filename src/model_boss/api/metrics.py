@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from model_boss.engine import Engine
@@ -47,6 +49,19 @@ class CoordinatorMetrics:
         self.capacity = Gauge(
             "model_boss_pool_capacity_mb", "MiB in each pool", ["pool"], registry=r
         )
+        self.slot_leased = Gauge(
+            "model_boss_slot_leased_bytes",
+            "Bytes a slot's lease holds, per model, slot and pool",
+            ["model", "slot", "pool"],
+            registry=r,
+        )
+        self.slot_used = Gauge(
+            "model_boss_slot_used_bytes",
+            "Bytes a slot's backend was last measured to use (PSS on RAM, NVML on a GPU)",
+            ["model", "slot", "pool"],
+            registry=r,
+        )
+        self._slot_labels: set[tuple[str, str, str]] = set()
         self.requests = Counter(
             "model_boss_requests",
             "Requests answered, per model, client and outcome",
@@ -107,7 +122,24 @@ class CoordinatorMetrics:
         for seconds in self.engine.load_seconds[self._loads_seen :]:
             self.load_time.observe(seconds)
         self._loads_seen = len(self.engine.load_seconds)
+        self._render_slots()
         for pool in await self.engine.ledger.status():
             self.leased.labels(pool.pool).set(pool.used_mb)
             self.capacity.labels(pool.pool).set(pool.capacity_mb)
         return generate_latest(self.registry)
+
+    def _render_slots(self) -> None:
+        """Leased and used bytes of each slot; series of slots that are gone are removed."""
+        seen: set[tuple[str, str, str]] = set()
+        for slot in self.engine.slots_snapshot():
+            for pool, memory in slot["memory"].items():
+                labels = (str(slot["model"]), str(slot["slot_id"]), str(pool))
+                seen.add(labels)
+                self.slot_leased.labels(*labels).set(memory["leased_bytes"])
+                if memory["used_bytes"] is not None:
+                    self.slot_used.labels(*labels).set(memory["used_bytes"])
+        for labels in self._slot_labels - seen:
+            for gauge in (self.slot_leased, self.slot_used):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(*labels)
+        self._slot_labels = seen

@@ -53,7 +53,13 @@ async def pool_status(request: Request) -> Response:
         {"pool": p.pool_id, "capacity_mb": p.capacity_mb, "promised_mb": p.promised_mb}
         for p in engine.scheduler.pool.pools.values()
     ]
-    return json_response({"pools": pools, "slots": engine.slots_snapshot()})
+    return json_response(
+        {
+            "pools": pools,
+            "slots": engine.slots_snapshot(),
+            "stopped_for_errors": list(engine.stopped_for_errors),
+        }
+    )
 
 
 @router.get("/api/v1/gpu/status", summary="Memory pools as the lease ledger sees them")

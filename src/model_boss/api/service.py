@@ -227,7 +227,7 @@ class InferenceService:
                     raise
                 ok = True
             except BaseException as exc:
-                raise _as_api_error(exc) from None
+                raise _as_api_error(exc, ticket) from None
             finally:
                 self.engine.finish(ticket, ok)
                 self._observe(ctx, ok)
@@ -266,7 +266,7 @@ class InferenceService:
                 first = b""
             except BaseException as exc:
                 await self._abandon(ctx, ticket, chunks, first_task, exc)
-                raise _as_api_error(exc) from None
+                raise _as_api_error(exc, ticket) from None
         finally:
             watch.close()
         assert chunks is not None
@@ -292,7 +292,7 @@ class InferenceService:
                         yield chunk
                     ok = True
                 except (BackendError, OSError) as exc:  # the upstream broke off mid-stream
-                    yield _error_event(_as_api_error(exc), responses)
+                    yield _error_event(_as_api_error(exc, ticket), responses)
             finally:
                 await _close(stream)
                 service.engine.finish(ticket, ok)
@@ -360,7 +360,12 @@ class InferenceService:
         }
 
 
-def _as_api_error(exc: BaseException) -> BaseException:
+def _as_api_error(exc: BaseException, ticket: Ticket | None = None) -> BaseException:
+    if ticket is not None and ticket.error is not None and isinstance(exc, Exception):
+        # The coordinator stopped the backend under this request (it used more memory
+        # than its lease): say why, not how the connection broke.
+        stopped = ticket.error
+        return APIError(stopped.status, stopped.reason, code="backend_stopped")
     if isinstance(exc, ClientGone):
         return APIError(499, "the client closed the request", code="client_closed")
     if isinstance(exc, (UnsupportedOperation, NotImplementedError)):

@@ -9,6 +9,7 @@ back with events; nothing else ever touches the scheduler. See DESIGN.md beside 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import json
@@ -20,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from model_boss.backends import Backend, BackendCrashed
+from model_boss.backends import Backend, BackendCrashed, GpuProcessProbe
 from model_boss.engine._ledger import SlotLedger
+from model_boss.engine._usage import EngineUsage
 from model_boss.errors import ModelBossError
 from model_boss.leases import Lease
 from model_boss.scheduling import (
@@ -32,6 +34,7 @@ from model_boss.scheduling import (
     Dispatch,
     Effect,
     Event,
+    GrowLease,
     LeaseDenied,
     LeaseGranted,
     LoadRefused,
@@ -104,6 +107,7 @@ class Ticket:
     was_cold: bool = False
     done: bool = False
     slot_id: int | None = None
+    error: RequestRejected | None = None  # why its slot was stopped under it, if it was
 
     def timings(self, now: float) -> dict[str, float]:
         """Seconds spent waiting in the queue (of which loading the model), and in all."""
@@ -123,9 +127,12 @@ class _SlotRuntime:
     backend: Backend | None = None
     ready_at: float | None = None
     watchers: list[asyncio.Task[None]] = field(default_factory=list)
+    used_mb: dict[str, int] = field(default_factory=dict)  # the usage watch's last look
+    measured_at: float | None = None
+    released: bool = False  # its leases went back: a lease granted later is not its own
 
 
-class Engine:
+class Engine(EngineUsage):
     def __init__(
         self,
         models: Sequence[EngineModel],
@@ -137,7 +144,12 @@ class Engine:
         demand_file: str | os.PathLike[str] | None = None,
         lease_timeout_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        usage_interval_s: float | None = 2.0,
+        gpu_probe: GpuProcessProbe | None = None,
     ) -> None:
+        """``usage_interval_s``: how often the usage watch measures each ready slot's
+        backend (None or 0: never); ``gpu_probe``: its per-process GPU memory source
+        (default NVML)."""
         if factory is None:
             from model_boss.backends import create_backend
 
@@ -151,6 +163,10 @@ class Engine:
         self._demand_file = None if demand_file is None else Path(demand_file)
         self._lease_timeout_s = lease_timeout_s
         self._clock = clock
+        self._usage_interval_s = usage_interval_s or None
+        self._gpu_probe = gpu_probe
+        self._usage_task: asyncio.Task[None] | None = None
+        self.stopped_for_errors: collections.deque[dict[str, Any]] = collections.deque(maxlen=20)
         self._events: asyncio.Queue[Event] = asyncio.Queue()
         self._tickets: dict[str, Ticket] = {}
         self._slots: dict[int, _SlotRuntime] = {}
@@ -171,10 +187,19 @@ class Engine:
         await self.ledger.connect()
         self._load_demand()
         self._runner = asyncio.get_running_loop().create_task(self._run(), name="engine")
+        if self._usage_interval_s is not None:
+            self._usage_task = asyncio.get_running_loop().create_task(
+                self._watch_usage(), name="engine-usage"
+            )
         self._post(Tick(self._clock()))
 
     async def stop(self) -> None:
         """Stop every backend, release every lease, fail what is still waiting."""
+        if self._usage_task is not None:
+            self._usage_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._usage_task
+            self._usage_task = None
         if self._runner is not None:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -390,6 +415,9 @@ class Engine:
                     "inflight": slot.inflight,
                     "idle_s": round(now - slot.last_used, 3) if slot.last_used else None,
                     "lease_tokens": [lease.token for lease in rt.leases] if rt else [],
+                    **self.slot_memory(rt, slot.pools),
+                    "stop_reason": slot.drain_reason or None,
+                    "over_lease": slot.refused or None,
                     "backend": rt.backend.status() if rt and rt.backend else None,
                 }
             )
@@ -465,6 +493,8 @@ class Engine:
         elif isinstance(effect, AbortRequest):
             ticket = self._tickets.get(effect.request_id)
             if ticket is not None:
+                if effect.reason:
+                    ticket.error = RequestRejected(effect.reason, effect.code)
                 ticket.aborted.set()
         elif isinstance(effect, AcquireLease):
             rt = _SlotRuntime(effect.slot_id, effect.model, effect.pools)
@@ -479,6 +509,16 @@ class Engine:
             rt = self._slots.get(effect.slot_id)
             if effect.evicted:
                 self.counters["evictions"] += 1
+            if effect.error:
+                log.warning("stopping slot %s: %s", effect.slot_id, effect.reason)
+                self.stopped_for_errors.append(
+                    {
+                        "slot_id": effect.slot_id,
+                        "model": effect.model,
+                        "reason": effect.reason,
+                        "at": time.time(),
+                    }
+                )
             self._spawn(self._stop(effect.slot_id, rt))
         elif isinstance(effect, ReleaseLease):
             rt = self._slots.get(effect.slot_id)
@@ -486,6 +526,8 @@ class Engine:
                 task = self._spawn(self._release(rt))
                 self._releasing.add(task)
                 task.add_done_callback(self._releasing.discard)
+        elif isinstance(effect, GrowLease):
+            self._spawn(self._grow(self._slots.get(effect.slot_id), effect))
         elif isinstance(effect, LoadRefused):
             for waiter in self._load_waiters.pop(effect.model, []):
                 if not waiter.done():
@@ -596,6 +638,7 @@ class Engine:
         self._post(SlotStopped(self._clock(), slot_id))
 
     async def _release(self, rt: _SlotRuntime) -> None:
+        rt.released = True
         for task in rt.watchers:
             task.cancel()
         if rt.backend is not None and rt.backend.state.value != "stopped":

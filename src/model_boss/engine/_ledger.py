@@ -102,13 +102,27 @@ class SlotLedger:
                 await boss.close()
 
     async def acquire(
-        self, pool: str, mb: int, priority: int, model_id: str, timeout_s: float
+        self,
+        pool: str,
+        mb: int,
+        priority: int,
+        model_id: str,
+        timeout_s: float,
+        *,
+        preempt: bool = True,
     ) -> Lease:
+        """A lease of ``mb`` on ``pool``; ``timeout_s=0`` with ``preempt=False`` is one try
+        that asks no other holder for memory (how a slot over its lease asks for more)."""
         target = self._targets[pool]
         if isinstance(target.boss, GPUBoss):
             return await target.boss.acquire(
-                vram_mb=mb, gpu=target.gpu, priority=priority, model_id=model_id, timeout=timeout_s
+                vram_mb=mb,
+                gpu=target.gpu,
+                priority=priority,
+                model_id=model_id,
+                timeout=timeout_s,
+                preempt=preempt,
             )
         return await target.boss.acquire(
-            ram_mb=mb, priority=priority, model_id=model_id, timeout=timeout_s
+            ram_mb=mb, priority=priority, model_id=model_id, timeout=timeout_s, preempt=preempt
         )

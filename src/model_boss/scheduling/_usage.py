@@ -143,10 +143,11 @@ class UsagePolicy:
             out.append(AbortRequest(rid, slot.slot_id, reason, 503))
             self._finish_request(rid, now, out)
         if m.overuse_strikes >= self.config.overuse_strikes:
+            n = m.overuse_strikes
+            times = "once" if n == 1 else f"{n} times in a row"
             m.overuse_refused = (
-                f"model {slot.model!r} is refused: stopped {m.overuse_strikes} times in a row "
-                f"for using more memory than its lease (last: {reason}); an admin load "
-                "clears this"
+                f"model {slot.model!r} is refused: stopped {times} for using more "
+                f"memory than its lease (last: {reason}); an admin load clears this"
             )
             m.pin_want = 0
             m.repin_at = math.inf

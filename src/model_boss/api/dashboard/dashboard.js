@@ -259,6 +259,19 @@ function overridesForm(m) {
   return form;
 }
 
+function mib(bytes) {
+  return Math.round(bytes / 1048576);
+}
+
+// What the model's slots use (as last measured) and what their leases hold, in MiB;
+// a model refused for using more than its lease says so, with the numbers.
+function memoryUse(m) {
+  if (m.overuse.refused) return m.overuse.refused;
+  if (!m.leased_bytes) return "";
+  const used = m.used_bytes === null ? "?" : String(mib(m.used_bytes));
+  return `${used} / ${mib(m.leased_bytes)} MiB`;
+}
+
 function renderModels(admin) {
   fill("models", admin.models.map((m) => {
     const actions = document.createElement("td");
@@ -280,8 +293,9 @@ function renderModels(admin) {
     return row([
       cell(m.id), cell(m.backend), cell(m.state, `state-${m.state}`),
       cell(`${m.replicas.loaded}/${m.replicas.max}`, "num"), cell(m.queue.waiting, "num"),
-      cell(m.queue.running, "num"), cell(m.footprint_mb, "num"), cell(m.pin ? "yes" : ""), actions,
-    ], { model: m.id, state: m.state });
+      cell(m.queue.running, "num"), cell(m.footprint_mb, "num"), cell(memoryUse(m), m.overuse.refused ? "" : "num"),
+      cell(m.pin ? "yes" : ""), actions,
+    ], { model: m.id, state: m.state, refused: m.overuse.refused ? "overuse" : "" });
   }));
 }
 
