@@ -90,7 +90,7 @@ def test_a_refused_slot_is_stopped_at_the_end_of_the_grace_period() -> None:
     (stop,) = stops(out)
     assert stop.error
     assert "model 'a' used 900 MB on ram, its lease holds 500 MB" in stop.reason
-    assert "the ledger refused 400 MB more (no room)" in stop.reason
+    assert "the ledger refused 400 MB more [no room]" in stop.reason
     (abort,) = [e for e in out if isinstance(e, AbortRequest)]
     assert abort.request_id == "a1"
     assert abort.reason == stop.reason

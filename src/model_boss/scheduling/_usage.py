@@ -92,7 +92,7 @@ class UsagePolicy:
             return
         self.pool.grow(slot, ev.pool, -ev.mb)
         if slot.state is SlotState.READY:
-            why = f"the ledger refused {ev.mb} MB more" + (f" ({ev.reason})" if ev.reason else "")
+            why = f"the ledger refused {ev.mb} MB more" + (f" [{ev.reason}]" if ev.reason else "")
             self._refuse(slot, ev.pool, why, ev.now)
 
     # -- the policy -------------------------------------------------------------------------
