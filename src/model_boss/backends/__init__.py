@@ -8,7 +8,12 @@ kinds share :class:`SupervisedProcess` (see DESIGN.md in this folder).
 
 from __future__ import annotations
 
-from model_boss.backends._budget import LeaseBudget
+from model_boss.backends._budget import (
+    LeaseBudget,
+    cap_cuda_memory,
+    format_fractions,
+    parse_fractions,
+)
 from model_boss.backends._demo_model import DEMO_MODEL_FILE, fetch_demo_model
 from model_boss.backends._diffusers import DiffusersBackend, DiffusersOptions
 from model_boss.backends._errors import (
@@ -88,11 +93,14 @@ __all__ = [
     "backend_options",
     "backend_table",
     "cache_root",
+    "cap_cuda_memory",
     "create_backend",
     "fetch_demo_model",
     "find_llama_server",
+    "format_fractions",
     "free_port",
     "measure_backend",
     "measure_process_tree",
     "models_dir",
+    "parse_fractions",
 ]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import model_boss
-from model_boss.backends._budget import LeaseBudget
+from model_boss.backends._budget import LeaseBudget, format_fractions
 from model_boss.backends._options import EntryReader
 from model_boss.backends._process_backend import ProcessBackend, ProcessOptions
 from model_boss.backends._protocol import Capability, FailureCallback
@@ -109,7 +109,12 @@ class DiffusersBackend(ProcessBackend):
         self.options = options
 
     def command(self, port: int) -> list[str]:
-        return self.options.command(self.options.process.binary or sys.executable, port)
+        argv = self.options.command(self.options.process.binary or sys.executable, port)
+        if self.budget is not None and self.budget.on_gpu:
+            # the worker caps torch's allocator on each device at the leased share
+            fractions = self.budget.cuda_fractions(self._gpus)
+            argv += ["--memory-fractions", format_fractions(fractions)]
+        return argv
 
     def extra_env(self) -> dict[str, str]:
         # The worker must import this very model_boss, even from a source checkout.

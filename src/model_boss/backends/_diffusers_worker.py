@@ -27,6 +27,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from model_boss.backends._budget import cap_cuda_memory, format_fractions, parse_fractions
+
 SINGLE_FILE_PIPELINES = {
     "sd15": "StableDiffusionPipeline",
     "sdxl": "StableDiffusionXLPipeline",
@@ -175,12 +177,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--default-steps", type=int, default=30)
+    parser.add_argument("--memory-fractions", help="CUDA device=fraction,... from the lease")
     args = parser.parse_args(argv)
     worker = Worker(args.default_steps)
     server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(worker))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     print(f"diffusers worker listening on 127.0.0.1:{args.port}, loading {args.model}", flush=True)
     try:
+        capped = cap_cuda_memory(parse_fractions(args.memory_fractions))
+        if capped:
+            print(f"CUDA memory capped at {format_fractions(capped)} of each device", flush=True)
         worker.pipe = load_pipeline(args.model, args.pipeline_type, args.device, args.dtype)
     except Exception:
         traceback.print_exc()

@@ -1,11 +1,13 @@
 """The ``llama_server`` kind: a managed llama.cpp ``llama-server`` process.
 
 Ready when ``GET /health`` answers 200 (it answers 503 while the model loads). Requests
-pass through to its OpenAI endpoints.
+pass through to its OpenAI endpoints. What it may allocate comes from its slot's lease
+(:func:`launch_settings`; see DESIGN.md, "How the lease binds each engine").
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -13,12 +15,17 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from model_boss.backends._budget import LeaseBudget
+from model_boss.backends._errors import BackendStartError
+from model_boss.backends._llama_binary import LlamaBinary, probe_llama_server
 from model_boss.backends._options import EntryReader
-from model_boss.backends._paths import find_llama_server
+from model_boss.backends._paths import LLAMA_SERVER_ENV, find_llama_server
 from model_boss.backends._process_backend import ProcessBackend, ProcessOptions
 from model_boss.backends._protocol import Capability, FailureCallback
+from model_boss.backends._supervisor import ProcessSpec
+from model_boss.config import OVERHEAD_MB, GgufInfo, context_for, gpu_layers_for, read_gguf_info
+from model_boss.errors import ConfigError
 
-__all__ = ["LlamaServerBackend", "LlamaServerOptions"]
+__all__ = ["LaunchSettings", "LlamaServerBackend", "LlamaServerOptions", "launch_settings"]
 
 KV_CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
 SPEC_TYPES = (
@@ -131,14 +138,23 @@ class LlamaServerOptions:
             raise r.error("llama_server.spec_draft_n_min", "must be <= spec_draft_n_max")
         return options
 
-    def command(self, binary: str, port: int, model_id: str) -> list[str]:
-        """The llama-server command line (without ``extra_args``)."""
+    def command(
+        self,
+        binary: str,
+        port: int,
+        model_id: str,
+        *,
+        context_size: int | None = None,
+        n_gpu_layers: str | None = None,
+    ) -> list[str]:
+        """The llama-server command line (without ``extra_args``); ``context_size`` and
+        ``n_gpu_layers`` stand in for the entry's own when given."""
         argv = [binary, "--model", str(self.model_path), "--host", "127.0.0.1"]
         argv += ["--port", str(port), "--alias", self.alias or model_id, "--metrics"]
         argv += ["--no-webui"]
         flags: Sequence[tuple[str, object | None]] = (
-            ("--ctx-size", self.context_size),
-            ("--n-gpu-layers", self.n_gpu_layers),
+            ("--ctx-size", context_size or self.context_size),
+            ("--n-gpu-layers", n_gpu_layers or self.n_gpu_layers),
             ("--parallel", self.parallel),
             ("--threads", self.threads),
             ("--flash-attn", self.flash_attn),
@@ -169,6 +185,73 @@ class LlamaServerOptions:
         return argv
 
 
+@dataclass(frozen=True)
+class LaunchSettings:
+    """What the lease makes of one start: ``--ctx-size``, ``--n-gpu-layers`` (None: not
+    passed) and whether to pass ``--fit off``."""
+
+    context_size: int
+    n_gpu_layers: str | None = None
+    fit_off: bool = False
+
+
+def _model_info(path: Path) -> GgufInfo | None:
+    if path.suffix.lower() != ".gguf" or not path.is_file():
+        return None
+    try:
+        return read_gguf_info(path)
+    except ConfigError:
+        return None  # llama-server says what is wrong with the file when it starts
+
+
+def _cpu_only(binary: LlamaBinary, budget: LeaseBudget) -> BackendStartError:
+    gpus = ", ".join(f"GPU {i}: {mb} MB" for i, mb in sorted(budget.gpu_mb.items()))
+    return BackendStartError(
+        f"{binary.path} lists no GPU device (`--list-devices`), but this slot leases"
+        f" GPU memory ({gpus}). Get a CUDA build: scripts/build-llama-server.sh builds"
+        " with CUDA when `nvcc` is on PATH (install the CUDA toolkit, then run it again);"
+        f" or point {LLAMA_SERVER_ENV} or the manifest's llama_server.binary at a CUDA"
+        " build of llama-server; or set llama_server.n_gpu_layers: 0 to run the model"
+        " on the CPU, leasing host RAM instead."
+    )
+
+
+def launch_settings(
+    options: LlamaServerOptions,
+    budget: LeaseBudget | None,
+    binary: LlamaBinary | None = None,
+    info: GgufInfo | None = None,
+) -> LaunchSettings:
+    """The settings a slot's lease gives llama-server (raises BackendStartError for a
+    binary without GPU given a GPU slot).
+
+    The context is the one the memory estimate used. Layers: the manifest's
+    ``n_gpu_layers`` if set; else on a RAM slot none; on a GPU slot all when the lease covers
+    the estimate, otherwise as many as fit (:func:`~model_boss.config.gpu_layers_for`).
+    """
+    context = context_for(info, options.context_size)
+    fit_off = binary is not None and binary.has_fit
+    settings = LaunchSettings(context, options.n_gpu_layers, fit_off)
+    if budget is None:
+        return settings
+    no_gpu = binary is not None and binary.gpu_devices == ()  # None: it could not tell
+    if binary is not None and no_gpu and budget.on_gpu and options.n_gpu_layers != "0":
+        raise _cpu_only(binary, budget)
+    if options.n_gpu_layers is not None:
+        return settings
+    if not budget.on_gpu:
+        return LaunchSettings(context, "0", fit_off)
+    all_layers = "all" if binary is not None and binary.ngl_all else "999"
+    if info is None:
+        return LaunchSettings(context, all_layers, fit_off)
+    # each GPU of a split slot holds its own CUDA context and compute buffers
+    room = sum(budget.gpu_mb.values()) - OVERHEAD_MB * (len(budget.gpu_mb) - 1)
+    layers = gpu_layers_for(
+        info, room, context, options.cache_type_k or "f16", options.cache_type_v or "f16"
+    )
+    return LaunchSettings(context, all_layers if layers >= info.layers else str(layers), fit_off)
+
+
 class LlamaServerBackend(ProcessBackend):
     """A llama-server process serving one GGUF model."""
 
@@ -193,15 +276,39 @@ class LlamaServerBackend(ProcessBackend):
             budget=budget,
         )
         self.options = options
+        self.launch: LaunchSettings | None = None
         self._capabilities = (
             frozenset({Capability.EMBEDDINGS})
             if options.embeddings
             else frozenset({Capability.CHAT, Capability.COMPLETIONS})
         )
 
+    async def prepare(self) -> None:
+        """Ask the binary what it can do (once per binary) and read the model's metadata,
+        then derive the launch settings from the lease."""
+        binary = self.options.process.binary or str(find_llama_server())
+        process = self.options.process
+        env = ProcessSpec(
+            argv=(binary,), name="probe", env=process.env, library_path=process.library_path
+        ).child_env()
+        on_gpu = self.budget is not None and self.budget.on_gpu
+        probed = await probe_llama_server(binary, env, devices=on_gpu)
+        info = await asyncio.to_thread(_model_info, self.options.model_path)
+        self.launch = launch_settings(self.options, self.budget, probed, info)
+
     def command(self, port: int) -> list[str]:
         binary = self.options.process.binary or str(find_llama_server())
-        argv = self.options.command(binary, port, self.model_id)
+        launch = self.launch or launch_settings(self.options, self.budget)
+        argv = self.options.command(
+            binary,
+            port,
+            self.model_id,
+            context_size=launch.context_size,
+            n_gpu_layers=launch.n_gpu_layers,
+        )
+        if launch.fit_off:
+            # llama.cpp would fit itself to whatever device memory is free, not to the lease
+            argv += ["--fit", "off"]
         if self._gpus is not None and len(self._gpus) > 1:
             # The ledger leases an even share on each GPU of a split slot; llama.cpp would
             # otherwise split by each GPU's free memory and overrun the smaller shares.

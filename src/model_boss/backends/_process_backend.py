@@ -113,6 +113,10 @@ class ProcessBackend:
 
     # -- what subclasses provide -------------------------------------------------------
 
+    async def prepare(self) -> None:
+        """Work before the command line is built (probes, reading the model's metadata);
+        raise BackendStartError to fail the start without a process."""
+
     def command(self, port: int) -> list[str]:
         raise NotImplementedError
 
@@ -172,6 +176,7 @@ class ProcessBackend:
         options = self._process_options
         port = free_port()
         try:
+            await self.prepare()
             argv = (*self.command(port), *options.extra_args)
         except BackendStartError as exc:
             self.failure = exc

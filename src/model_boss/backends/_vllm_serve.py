@@ -24,7 +24,7 @@ from model_boss.backends._process_backend import ProcessBackend, ProcessOptions
 from model_boss.backends._protocol import Capability, FailureCallback
 from model_boss.errors import ConfigError
 
-__all__ = ["VllmServeBackend", "VllmServeOptions"]
+__all__ = ["VllmServeBackend", "VllmServeOptions", "memory_utilization"]
 
 DTYPES = ("auto", "half", "float16", "bfloat16", "float", "float32")
 
@@ -117,6 +117,17 @@ class VllmServeOptions:
         return argv
 
 
+def memory_utilization(options: VllmServeOptions, budget: LeaseBudget | None) -> float | None:
+    """``--gpu-memory-utilization`` from the lease: the leased share of each GPU (the
+    smallest over a split slot's GPUs, rounded down to 3 decimals), unless the manifest sets
+    ``gpu_memory_utilization`` or ``kv_cache_memory_bytes`` itself (None: pass nothing).
+
+    vLLM would otherwise take 90% of every GPU it sees, whatever the lease."""
+    if options.gpu_memory_utilization is not None or options.kv_cache_memory_bytes is not None:
+        return None
+    return None if budget is None else budget.smallest_share(3)
+
+
 class VllmServeBackend(ProcessBackend):
     """A ``vllm serve`` process serving one model."""
 
@@ -156,6 +167,9 @@ class VllmServeBackend(ProcessBackend):
 
     def command(self, port: int) -> list[str]:
         argv = self.options.command(self.options.process.binary or "vllm", port)
+        utilization = memory_utilization(self.options, self.budget)
+        if utilization is not None:
+            argv += ["--gpu-memory-utilization", str(utilization)]
         if (
             self.options.tensor_parallel_size is None
             and self._gpus is not None

@@ -123,13 +123,17 @@ def kv_cache_mb(
     return info.layers * context_size * per_token / _MB
 
 
-def context_for(path: str | Path, context_size: int | None = None) -> int:
+def context_for(model: str | Path | GgufInfo | None, context_size: int | None = None) -> int:
     """The context the estimate assumes: ``context_size`` when given, else
-    :data:`DEFAULT_CONTEXT` capped by a GGUF model's own trained context (a file that is not
-    a readable GGUF: :data:`DEFAULT_CONTEXT`)."""
+    :data:`DEFAULT_CONTEXT` capped by a GGUF model's own trained context (``model`` is the
+    file or its metadata; a file that is not a readable GGUF: :data:`DEFAULT_CONTEXT`)."""
     if context_size:
         return context_size
-    p = Path(path)
+    if isinstance(model, GgufInfo):
+        return _context(model, None)
+    if model is None:
+        return DEFAULT_CONTEXT
+    p = Path(model)
     if p.suffix.lower() != ".gguf" or not p.is_file():
         return DEFAULT_CONTEXT
     try:
