@@ -64,7 +64,7 @@ async def test_load_takes_the_lease_before_loading_and_unload_gives_it_back(
         model = await kit.load("m", loader=FunctionLoader(load), vram_mb=3000)
         assert seen == [{"t:gpu0": 3000}]
         assert model.device == "cuda:0"
-        assert model.target == Target("cuda:0", 0, 3000)
+        assert model.target == Target("cuda:0", 0, 3000, total_mb=10_000)
         (pool,) = (await gpu_boss.status()).pools
         assert [(lease.model_id, lease.mb) for lease in pool.leases] == [("m", 3000)]
         assert await kit.unload("m") is True

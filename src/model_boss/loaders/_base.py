@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from model_boss.backends import LeaseBudget
 from model_boss.config import estimate_vram_mb
 from model_boss.errors import ModelBossError
 
@@ -50,10 +51,19 @@ class Target:
     device: str
     gpu_index: int | None = None  # the physical GPU (None: host RAM)
     mb: int = 0  # the memory leased for it
+    total_mb: int = 0  # the GPU's total memory (0: unknown, or host RAM)
 
     @property
     def on_gpu(self) -> bool:
         return self.gpu_index is not None
+
+    @property
+    def budget(self) -> LeaseBudget:
+        """The lease as a backend takes it (for loaders that run a backend process)."""
+        if self.gpu_index is None:
+            return LeaseBudget(ram_mb=self.mb)
+        totals = {self.gpu_index: self.total_mb} if self.total_mb > 0 else {}
+        return LeaseBudget(gpu_mb={self.gpu_index: self.mb}, gpu_total_mb=totals)
 
 
 @runtime_checkable

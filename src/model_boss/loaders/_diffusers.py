@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from model_boss.loaders._base import Target, estimate_from_files
-from model_boss.loaders._torch import free_torch_memory
+from model_boss.loaders._torch import free_torch_memory, load_capped, release_cuda_cap
 
 __all__ = ["DiffusersLoader"]
 
@@ -33,14 +33,10 @@ class DiffusersLoader:
             raise ValueError("the diffusers loader needs a pipeline directory or file")
         dtype = str(options.get("dtype") or "auto")
         pipeline_type = options.get("pipeline_type")
-        return await asyncio.to_thread(
-            load_pipeline,
-            path,
-            None if pipeline_type is None else str(pipeline_type),
-            target.device,
-            dtype,
-        )
+        kind = None if pipeline_type is None else str(pipeline_type)
+        return await load_capped(target, lambda: load_pipeline(path, kind, target.device, dtype))
 
     async def unload(self, model: Any) -> None:
+        release_cuda_cap(model)
         del model
         await asyncio.to_thread(free_torch_memory)

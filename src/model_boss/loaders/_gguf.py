@@ -110,7 +110,14 @@ class GGUFLoader:
             if options.get(key) is not None:
                 entry[key] = options[key]
         gpus = [target.gpu_index] if target.gpu_index is not None else []
-        backend = create_backend("llama_server", model_id, entry, gpus=gpus, log_dir=self.log_dir)
+        backend = create_backend(
+            "llama_server",
+            model_id,
+            entry,
+            gpus=gpus,
+            log_dir=self.log_dir,
+            budget=target.budget if target.mb > 0 else None,
+        )
         await backend.start()  # stops what it started if it fails or is cancelled
         return GGUFModel(backend)
 

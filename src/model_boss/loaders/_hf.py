@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from model_boss.loaders._base import Target, estimate_from_files
-from model_boss.loaders._torch import free_torch_memory, torch_dtype
+from model_boss.loaders._torch import free_torch_memory, load_capped, release_cuda_cap, torch_dtype
 
 __all__ = ["TASKS", "HFModel", "HFModelLoader"]
 
@@ -96,9 +96,11 @@ class HFModelLoader:
         task = str(options.get("task") or self.task)
         if task not in TASKS:
             raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
-        return await asyncio.to_thread(_load, path, task, target.device, options.get("dtype"))
+        dtype = options.get("dtype")
+        return await load_capped(target, lambda: _load(path, task, target.device, dtype))
 
     async def unload(self, model: Any) -> None:
+        release_cuda_cap(model)
         del model
         await asyncio.to_thread(free_torch_memory)
 

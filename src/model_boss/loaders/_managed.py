@@ -28,12 +28,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from model_boss.backends import GpuProcessProbe
 from model_boss.config import ModelSpec, Settings, load_settings, vram_for
 from model_boss.errors import UnknownDevice
 from model_boss.leases import GPUBoss, Lease, RAMBoss
 from model_boss.loaders._base import Loader, ModelLoadFailed, ModelUnloaded, Target, UnknownLoader
 from model_boss.loaders._idle import IdleResourceManager
 from model_boss.loaders._kinds import loader_for, loader_kind_for_backend
+from model_boss.loaders._usage import in_process_mb, measure_loaded
 from model_boss.priority import Priority, PriorityLike, parse_priority
 
 __all__ = ["ManagedModel", "ManagedModelLoader", "ModelState"]
@@ -84,6 +86,8 @@ class ManagedModel:
         self._idle = idle
         self._loader = loader
         self._gone = asyncio.Event()  # set once unloaded and the lease released
+        self.used_mb: int | None = None  # what the usage watch last measured
+        self.baseline_mb = 0  # this process's use on the target before an in-process load
         self._letting_go = False
         self._watcher: asyncio.Task[None] | None = None
 
@@ -123,10 +127,20 @@ class ManagedModel:
             "lease_id": self.lease.id,
             "token": self.lease.token,
             "in_use": self.in_use,
+            "leased_mb": self.lease.mb,
+            "used_mb": self.used_mb,
+            "over_lease": self.over_lease,
             "idle_s": round(self._idle.idle_s, 3),
             "loaded_at": self.loaded_at,
             "unload_reason": self.unload_reason or None,
         }
+
+    @property
+    def over_lease(self) -> bool:
+        """Last measured beyond its lease by more than max(5 %, 64 MB)."""
+        if self.used_mb is None:
+            return False
+        return self.used_mb - self.lease.mb > max(0.05 * self.lease.mb, 64)
 
     def __repr__(self) -> str:
         return f"<ManagedModel {self.id} {self.kind} on {self.device} {self.state.value}>"
@@ -180,6 +194,8 @@ class ManagedModelLoader:
     against (default: ``MODEL_BOSS_SETTINGS``, read on first need). ``idle_timeout_s``:
     unload a model unused this long (None: never). ``unload_when_preempted``: give the
     memory back when a more urgent waiter asks (at the first idle moment).
+    ``usage_interval_s``: how often each loaded model's real use is measured (``used_mb``
+    in its status; None: never); ``gpu_probe``: the per-process GPU memory source (NVML).
     """
 
     def __init__(
@@ -193,6 +209,8 @@ class ManagedModelLoader:
         unload_when_preempted: bool = True,
         loaders: Mapping[str, Loader] | None = None,
         log_dir: str | os.PathLike[str] | None = None,
+        usage_interval_s: float | None = 2.0,
+        gpu_probe: GpuProcessProbe | None = None,
     ) -> None:
         if idle_timeout_s is not None and not idle_timeout_s > 0:
             raise ValueError(f"idle_timeout_s must be positive, got {idle_timeout_s}")
@@ -207,6 +225,9 @@ class ManagedModelLoader:
         self._log_dir = log_dir
         self._models: dict[str, ManagedModel] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._usage_interval_s = usage_interval_s or None
+        self._gpu_probe = gpu_probe
+        self._usage_task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> ManagedModelLoader:
         return self
@@ -283,6 +304,7 @@ class ManagedModelLoader:
             )
             target, lease = await self._lease(model_id, mb, device, gpu, priority, timeout)
             try:
+                baseline = await asyncio.to_thread(in_process_mb, target, self._gpu_probe)
                 obj = await kind_loader.load(model_id, resolved, target, opts)
             except BaseException as exc:
                 await lease.release()
@@ -300,7 +322,9 @@ class ManagedModelLoader:
                 model_id, kind_loader.kind, resolved, target, lease, obj, self, idle, kind_loader
             )
             holder.append(managed)
+            managed.baseline_mb = baseline
             self._models[model_id] = managed
+            self._watch_usage_soon()
             idle.start()
             managed._watcher = asyncio.get_running_loop().create_task(
                 self._watch(managed), name=f"model-boss-watch-{model_id}"
@@ -393,7 +417,8 @@ class ManagedModelLoader:
             )
             index = lease.gpu_index
             assert index is not None
-            return Target(torch_device(index), index, mb), lease
+            total = self.boss.devices[index].total_mb if index in self.boss.devices else 0
+            return Target(torch_device(index), index, mb, total), lease
         lease = await self.ram_boss.acquire(mb, priority=prio, model_id=model_id, timeout=timeout)
         return Target("cpu", None, mb), lease
 
@@ -414,9 +439,52 @@ class ManagedModelLoader:
     async def close(self) -> None:
         """Unload everything, release every lease, close the bosses this loader made."""
         await self.unload_all()
+        if self._usage_task is not None:
+            self._usage_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._usage_task
+            self._usage_task = None
         for boss in self._owns:
             await boss.close()
         self._owns.clear()
+
+    # -- the usage watch ----------------------------------------------------------------
+
+    async def measure_usage(self) -> None:
+        """Measure what each loaded model uses now (``used_mb`` in its status); a model
+        over its lease is logged (the kit reports it; the coordinator enforces)."""
+        for m in list(self._models.values()):
+            if not m.loaded:
+                continue
+            was_over = m.over_lease
+            try:
+                m.used_mb = await measure_loaded(m._obj, m.target, m.baseline_mb, self._gpu_probe)
+            except Exception as exc:
+                log.warning("measuring %s failed: %s", m.id, exc)
+                continue
+            if m.over_lease and not was_over:
+                log.warning(
+                    "%s uses %d MB on %s, its lease holds %d MB",
+                    m.id,
+                    m.used_mb,
+                    m.lease.pool,
+                    m.lease.mb,
+                )
+
+    def _watch_usage_soon(self) -> None:
+        if self._usage_interval_s is None or self._usage_task is not None:
+            return
+        self._usage_task = asyncio.get_running_loop().create_task(
+            self._watch_usage(self._usage_interval_s), name="model-boss-usage"
+        )
+
+    async def _watch_usage(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.measure_usage()
+            except Exception:  # the watch must outlive one bad measurement
+                log.exception("measuring the loaded models failed")
 
     async def _unload_when_idle(self, m: ManagedModel, reason: str) -> None:
         """Refuse new uses, wait for the running ones, then unload."""
