@@ -38,6 +38,13 @@ def register(groups: Any) -> None:
         default=None,
         help="admin bearer key (repeatable; default: MODEL_BOSS_ADMIN_KEYS, comma-separated)",
     )
+    serve.add_argument(
+        "--usage-interval",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="measure each loaded model's real memory this often (default 2; 0: never)",
+    )
     serve.add_argument("--log-level", default=None)
     serve.set_defaults(handler=_serve)
 
@@ -81,6 +88,7 @@ def _serve(args: argparse.Namespace) -> int:
         ledger,
         log_dir=str(log_dir),
         demand_file=default_state_dir() / "demand.json",
+        usage_interval_s=args.usage_interval or None,
     )
     app = create_app(
         engine,
