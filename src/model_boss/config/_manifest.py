@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from model_boss.config._estimate import KV_CACHE_BYTES
-from model_boss.config._fit import check_lease_fit, model_file
+from model_boss.config._fit import check_lease_fit, gpu_layers_option, model_file
 from model_boss.config._origins import KeyPath, Origins, Source
 from model_boss.errors import ConfigError
 
@@ -86,6 +86,20 @@ class ModelSpec:
     target_inflight: int = 1
     enabled: bool = True
     options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def pool_kind(self) -> str | None:
+        """``ram`` for a model that runs on the CPU even on a GPU host (``llama_server``
+        with ``n_gpu_layers: 0``, ``diffusers`` with ``device: cpu``): it leases host RAM,
+        not VRAM. None: the host's default pools."""
+        if (
+            self.backend == "llama_server"
+            and gpu_layers_option(self.options.get("n_gpu_layers")) == 0
+        ):
+            return "ram"
+        if self.backend == "diffusers" and self.options.get("device") == "cpu":
+            return "ram"
+        return None
 
 
 _FIELDS = frozenset(ModelSpec.__dataclass_fields__) - {"id", "options"}

@@ -87,9 +87,10 @@ class LoadPlanner:
         return False
 
     def _fits(self, m: ModelState) -> bool:
-        if m.vram_mb <= self.pool.largest_capacity_mb:
+        kind = m.profile.pool_kind
+        if m.vram_mb <= self.pool.largest_capacity(kind):
             return True
-        return m.profile.splittable and m.vram_mb <= self.pool.total_capacity_mb
+        return m.profile.splittable and m.vram_mb <= self.pool.total_capacity(kind)
 
     def _needs_slot(self, m: ModelState, now: float) -> bool:
         if m.retry_at > now or m.overuse_refused:
@@ -130,14 +131,17 @@ class LoadPlanner:
             if (
                 plan is None
                 and not m.slots
-                and not self.pool.fits_beside_pinned(m.vram_mb, splittable=m.profile.splittable)
+                and not self.pool.fits_beside_pinned(
+                    m.vram_mb, splittable=m.profile.splittable, kind=m.profile.pool_kind
+                )
             ):
                 self._reject_crowded(m, now, out)  # pinned models took the room since it queued
                 continue
             if plan is None:
                 self._blocked = True
                 self._blocked_key = keys[cold[0]]
-                self._blocked_need = m.vram_mb if m.vram_mb <= self.pool.largest_capacity_mb else 0
+                largest = self.pool.largest_capacity(m.profile.pool_kind)
+                self._blocked_need = m.vram_mb if m.vram_mb <= largest else 0
                 for rest in order[i:]:
                     self._mark_cold(self.models[rest], now)
                 return
@@ -165,11 +169,12 @@ class LoadPlanner:
 
     def _placement(self, m: ModelState, key: float, now: float) -> Placement | None:
         splittable = m.profile.splittable
-        free = [PoolView(p.pool_id, p.capacity_mb, p.free_mb) for p in self.pool.pools.values()]
+        pools = self.pool.of_kind(m.profile.pool_kind)
+        free = [PoolView(p.pool_id, p.capacity_mb, p.free_mb) for p in pools]
         plan = place(m.vram_mb, free, splittable=splittable, allow_evict=False)
         if plan is not None:
             return plan
-        single_ok = self.pool.room_beside_pinned_mb >= m.vram_mb
+        single_ok = self.pool.room_beside_pinned(m.profile.pool_kind) >= m.vram_mb
         views = self._views(m, now, None)
         plan = place(m.vram_mb, views, splittable=splittable, single_ok=single_ok)
         if plan is not None:
@@ -204,7 +209,7 @@ class LoadPlanner:
         views = []
         mid = m.profile.model_id
         ready = SlotState.READY
-        for pool in self.pool.pools.values():
+        for pool in self.pool.of_kind(m.profile.pool_kind):
             cands = tuple(
                 c
                 for s, c, head_key in self._snap[pool.pool_id]
@@ -307,7 +312,7 @@ class LoadPlanner:
             self.pool.pin(slot)
         self._snap = None  # a planning round's candidates are stale by now
         for _ in range(want - len(m.slots)):
-            single_ok = self.pool.room_beside_pinned_mb >= m.vram_mb
+            single_ok = self.pool.room_beside_pinned(m.profile.pool_kind) >= m.vram_mb
             views = self._views(m, now, None)
             plan = place(m.vram_mb, views, splittable=m.profile.splittable, single_ok=single_ok)
             if plan is None:

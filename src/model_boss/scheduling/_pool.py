@@ -88,6 +88,7 @@ class MemoryPool:
     used_mb: int = 0
     pinned_mb: int = 0  # promised to live pinned slots: never available to other models
     slots: dict[SlotId, Slot] = field(default_factory=dict)
+    kind: str = "gpu"  # gpu or ram: see PoolSpec
 
     @property
     def free_mb(self) -> int:
@@ -102,21 +103,38 @@ class ModelPool:
         if not pools:
             raise ValueError("the scheduler needs at least one memory pool")
         self.pools: dict[str, MemoryPool] = {
-            p.pool_id: MemoryPool(p.pool_id, p.capacity_mb) for p in pools
+            p.pool_id: MemoryPool(p.pool_id, p.capacity_mb, kind=p.kind) for p in pools
         }
+        kinds = {p.kind for p in pools}
+        self.default_kind = "gpu" if "gpu" in kinds else next(iter(kinds))
         self.slots: dict[SlotId, Slot] = {}
         self._next_id = 0
+
+    def of_kind(self, kind: str | None = None) -> list[MemoryPool]:
+        """The pools a model whose ``pool_kind`` is ``kind`` may use (None: the default)."""
+        wanted = kind or self.default_kind
+        return [p for p in self.pools.values() if p.kind == wanted]
+
+    def largest_capacity(self, kind: str | None = None) -> int:
+        return max((p.capacity_mb for p in self.of_kind(kind)), default=0)
+
+    def total_capacity(self, kind: str | None = None) -> int:
+        return sum(p.capacity_mb for p in self.of_kind(kind))
+
+    def room_beside_pinned(self, kind: str | None = None) -> int:
+        """The most memory any one pool of ``kind`` has that pinned slots do not hold."""
+        return max((p.capacity_mb - p.pinned_mb for p in self.of_kind(kind)), default=0)
 
     def __iter__(self) -> Iterator[Slot]:
         return iter(self.slots.values())
 
     @property
     def largest_capacity_mb(self) -> int:
-        return max(p.capacity_mb for p in self.pools.values())
+        return self.largest_capacity()
 
     @property
     def total_capacity_mb(self) -> int:
-        return sum(p.capacity_mb for p in self.pools.values())
+        return self.total_capacity()
 
     def create(
         self,
@@ -149,9 +167,14 @@ class ModelPool:
             for pool_id in slot.pools:
                 self.pools[pool_id].pinned_mb += slot.share(pool_id)
 
-    def fits_beside_pinned(self, need_mb: int, *, splittable: bool) -> bool:
-        """Could a slot of ``need_mb`` MB ever be placed without touching pinned slots?"""
-        room = sorted((p.capacity_mb - p.pinned_mb for p in self.pools.values()), reverse=True)
+    def fits_beside_pinned(
+        self, need_mb: int, *, splittable: bool, kind: str | None = None
+    ) -> bool:
+        """Could a slot of ``need_mb`` MB ever be placed (on pools of ``kind``) without
+        touching pinned slots?"""
+        room = sorted((p.capacity_mb - p.pinned_mb for p in self.of_kind(kind)), reverse=True)
+        if not room:
+            return False
         if room[0] >= need_mb:
             return True
         if not splittable:
@@ -161,8 +184,8 @@ class ModelPool:
 
     @property
     def room_beside_pinned_mb(self) -> int:
-        """The most memory any one pool has that pinned slots do not hold."""
-        return max(p.capacity_mb - p.pinned_mb for p in self.pools.values())
+        """The most memory any one default pool has that pinned slots do not hold."""
+        return self.room_beside_pinned()
 
     @property
     def pinned_mb(self) -> int:

@@ -192,7 +192,7 @@ class Scheduler(LoadPlanner, UsagePolicy):
             out.append(Reject(ev.request_id, m.overuse_refused, 507))
             return
         if not self._fits(m):
-            largest = self.pool.largest_capacity_mb
+            largest = self.pool.largest_capacity(m.profile.pool_kind)
             out.append(
                 Reject(
                     ev.request_id,
@@ -202,7 +202,7 @@ class Scheduler(LoadPlanner, UsagePolicy):
             )
             return
         if not m.slots and not self.pool.fits_beside_pinned(
-            m.vram_mb, splittable=m.profile.splittable
+            m.vram_mb, splittable=m.profile.splittable, kind=m.profile.pool_kind
         ):
             out.append(Reject(ev.request_id, self._pinned_reason(m), 507))
             return
@@ -341,7 +341,9 @@ class Scheduler(LoadPlanner, UsagePolicy):
         for m in self.models.values():
             if m.slots or not self.queue.count(m.profile.model_id):
                 continue
-            if not self.pool.fits_beside_pinned(m.vram_mb, splittable=m.profile.splittable):
+            if not self.pool.fits_beside_pinned(
+                m.vram_mb, splittable=m.profile.splittable, kind=m.profile.pool_kind
+            ):
                 self._reject_crowded(m, now, out)
 
     def _reject_crowded(self, m: ModelState, now: float, out: list[Effect]) -> None:
@@ -352,7 +354,7 @@ class Scheduler(LoadPlanner, UsagePolicy):
         self._loads_dirty = True
 
     def _pinned_reason(self, m: ModelState) -> str:
-        room = self.pool.room_beside_pinned_mb
+        room = self.pool.room_beside_pinned(m.profile.pool_kind)
         return (
             f"model {m.profile.model_id!r} needs {m.vram_mb} MB; pinned models hold "
             f"{self.pool.pinned_mb} MB, leaving at most {room} MB on one pool"

@@ -49,6 +49,9 @@ class ModelProfile:
     splittable: bool = False
     load_s: float = 10.0
     enabled: bool = True
+    pool_kind: str | None = None
+    """``ram``: only the host RAM pool (a model run on the CPU on a GPU host); None: the
+    scheduler's default pools (its GPUs, or the RAM pool when it has no GPU)."""
 
     def __post_init__(self) -> None:
         if self.vram_mb < 0:
@@ -73,6 +76,7 @@ class ModelProfile:
             splittable=spec.backend in SPLITTABLE_BACKENDS,
             load_s=load_s,
             enabled=spec.enabled,
+            pool_kind=spec.pool_kind,
         )
 
     @property
@@ -84,10 +88,14 @@ class ModelProfile:
 
 @dataclass(frozen=True, slots=True)
 class PoolSpec:
-    """One memory pool (a GPU, or the host RAM) and how many MB the scheduler may place on it."""
+    """One memory pool (a GPU, or the host RAM) and how many MB the scheduler may place on it.
+
+    ``kind`` is ``gpu`` or ``ram``: a model goes only to pools of its profile's ``pool_kind``.
+    """
 
     pool_id: str
     capacity_mb: int
+    kind: str = "gpu"
 
 
 @dataclass(frozen=True, slots=True)
