@@ -6,9 +6,13 @@ import asyncio
 import secrets
 from typing import Any
 
+import pytest
+
 from model_boss import Device, GPUBoss, RAMBoss
 from model_boss.backends import Backend, LeaseBudget, create_backend
-from model_boss.engine import Engine, EngineModel, SlotLedger
+from model_boss.config import Settings, settings_from_mapping
+from model_boss.engine import Engine, EngineModel, SlotLedger, engine_models
+from model_boss.errors import ConfigError
 from model_boss.scheduling import ModelProfile, SchedulerConfig
 
 
@@ -64,3 +68,66 @@ async def test_a_ram_slot_gets_ram_mb_and_no_gpu() -> None:
     budget = await budget_of(simulated("a", 1500), ledger)
     assert budget == LeaseBudget(ram_mb=1500)
     assert not budget.on_gpu
+
+
+async def test_a_cpu_model_on_a_gpu_host_leases_ram_and_sees_no_gpu() -> None:
+    ledger_url = url()
+    ledger = SlotLedger(
+        GPUBoss(ledger_url, [Device(0, 10_000)], host="t"),
+        RAMBoss(ledger_url, total_mb=4000, host="t"),
+        ram_pool=True,
+    )
+    assert [(p.pool_id, p.kind) for p in ledger.pools] == [("t:gpu0", "gpu"), ("t:ram", "ram")]
+    profile = ModelProfile("cpu", 1500, load_s=0.01, pool_kind="ram")
+    entry: dict[str, Any] = {"simulated": {"load_s": 0.01, "tokens_per_s": 1000}}
+    gpus: list[Any] = []
+
+    def factory(*args: Any, **kwargs: Any) -> Backend:
+        gpus.append(kwargs.get("gpus"))
+        return create_backend(*args, **kwargs)
+
+    model = EngineModel(profile=profile, backend="simulated", entry=entry)
+    eng = Engine([model], ledger, factory=factory, config=SchedulerConfig(batch_window_s=0.0))
+    await eng.start()
+    try:
+        ticket = eng.submit("cpu", priority=10, client="c")
+        await asyncio.wait_for(ticket.future, 10)
+        eng.finish(ticket)
+        assert eng.slots_snapshot()[0]["pools"] == ["t:ram"]
+    finally:
+        await eng.stop()
+    assert gpus == [[]]  # CUDA_VISIBLE_DEVICES="" for the process
+
+
+def test_without_ram_pool_a_gpu_host_offers_only_its_gpus() -> None:
+    ledger_url = url()
+    ledger = SlotLedger(
+        GPUBoss(ledger_url, [Device(0, 10_000)], host="t"),
+        RAMBoss(ledger_url, total_mb=4000, host="t"),
+    )
+    assert [p.pool_id for p in ledger.pools] == ["t:gpu0"]
+
+
+def settings(model: dict[str, Any]) -> Settings:
+    return settings_from_mapping({"models": {"m": model}}, "models.yaml")
+
+
+def test_a_model_asking_for_no_gpu_layers_is_a_ram_model() -> None:
+    cpu = settings({"path": "/m.gguf", "vram_mb": 900, "llama_server": {"n_gpu_layers": 0}})
+    (model,) = engine_models(cpu)
+    assert model.profile.pool_kind == "ram"
+    (gpu,) = engine_models(settings({"path": "/m.gguf", "vram_mb": 900}))
+    assert gpu.profile.pool_kind is None
+    art = settings({"category": "diffusion", "path": "/p", "vram_mb": 900,
+                    "diffusers": {"device": "cpu"}})  # fmt: skip
+    assert engine_models(art)[0].profile.pool_kind == "ram"
+
+
+def test_a_vllm_share_of_a_gpu_sizes_its_lease_from_the_gpus_total() -> None:
+    spec = {"backend": "vllm_serve", "path": "org/m", "vllm_serve": {"gpu_memory_utilization": 0.5}}
+    (model,) = engine_models(settings(spec), gpu_total_mb=24_000)
+    assert model.profile.vram_mb == 12_000
+    tp = {**spec, "vllm_serve": {"gpu_memory_utilization": 0.4, "tensor_parallel_size": 2}}
+    assert engine_models(settings(tp), gpu_total_mb=10_000)[0].profile.vram_mb == 8000
+    with pytest.raises(ConfigError, match=r"models\.m\.vllm_serve\.gpu_memory_utilization"):
+        engine_models(settings(spec))  # no GPU: nothing to take a share of

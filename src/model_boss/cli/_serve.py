@@ -81,10 +81,13 @@ def _serve(args: argparse.Namespace) -> int:
     holder = f"coordinator@{hostname()}:{os.getpid()}"
     gpu = GPUBoss(args.ledger, holder=holder)
     ram = RAMBoss(args.ledger, holder=holder)
-    ledger = SlotLedger(gpu if gpu.devices else None, ram)
+    totals = [d.total_mb for d in gpu.devices.values()]
+    models = engine_models(settings, gpu_total_mb=max(totals) if totals else None)
+    on_cpu = any(m.profile.pool_kind == "ram" for m in models)
+    ledger = SlotLedger(gpu if gpu.devices else None, ram, ram_pool=on_cpu)
     log_dir = default_state_dir() / "logs"
     engine = Engine(
-        engine_models(settings),
+        models,
         ledger,
         log_dir=str(log_dir),
         demand_file=default_state_dir() / "demand.json",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -10,9 +11,16 @@ from model_boss.backends import backend_table, models_dir
 from model_boss.backends._demo_model import DEMO_MODEL_FILE
 from model_boss.config import ModelSpec, Settings, vram_for
 from model_boss.engine._engine import EngineModel
+from model_boss.errors import ConfigError
 from model_boss.scheduling import SPLITTABLE_BACKENDS, ModelProfile
 
-__all__ = ["DEMO_MODEL_ID", "default_models", "engine_models", "load_seconds_estimate"]
+__all__ = [
+    "DEMO_MODEL_ID",
+    "default_models",
+    "engine_models",
+    "lease_mb",
+    "load_seconds_estimate",
+]
 
 DEMO_MODEL_ID = "smollm2"
 
@@ -42,11 +50,33 @@ def _entry(spec: ModelSpec) -> dict[str, Any]:
     return entry
 
 
-def engine_models(settings: Settings) -> list[EngineModel]:
+def lease_mb(spec: ModelSpec, models_root: str, gpu_total_mb: int | None = None) -> int:
+    """The MB a slot of ``spec`` leases: ``vram_mb``, or for a ``vllm_serve`` model that
+    sets ``gpu_memory_utilization`` that share of a GPU (of ``gpu_total_mb``, times
+    ``tensor_parallel_size``) so that the books and vLLM agree, else the estimate."""
+    utilization = spec.options.get("gpu_memory_utilization")
+    if spec.backend == "vllm_serve" and spec.vram_mb is None and utilization is not None:
+        if gpu_total_mb is not None:
+            per_gpu = math.ceil(float(utilization) * gpu_total_mb)
+            return per_gpu * int(spec.options.get("tensor_parallel_size") or 1)
+        try:
+            return vram_for(spec, models_root)
+        except ConfigError:
+            raise ConfigError(
+                f"models.{spec.id}.vllm_serve.gpu_memory_utilization: sizes the lease from a"
+                " GPU's total, and no GPU was found; set vram_mb instead"
+            ) from None
+    return vram_for(spec, models_root)
+
+
+def engine_models(settings: Settings, *, gpu_total_mb: int | None = None) -> list[EngineModel]:
+    """The manifest's models as the engine serves them. ``gpu_total_mb`` is the largest GPU's
+    total MB (None: no GPU), which sizes the lease of a vLLM model given as a share of a GPU."""
     root = settings.service.models_root or str(models_dir())
     out: list[EngineModel] = []
     for spec in settings.models.values():
-        vram = max(1, vram_for(spec, root))  # remote models hold no local memory: 1 MB
+        # remote models hold no local memory: 1 MB
+        vram = max(1, lease_mb(spec, root, gpu_total_mb))
         profile = ModelProfile(
             model_id=spec.id,
             vram_mb=vram,
@@ -59,6 +89,7 @@ def engine_models(settings: Settings) -> list[EngineModel]:
             splittable=spec.backend in SPLITTABLE_BACKENDS,
             load_s=load_seconds_estimate(spec.backend, vram),
             enabled=spec.enabled,
+            pool_kind=spec.pool_kind,
         )
         entry = _entry(spec)
         if spec.path is not None and not Path(spec.path).expanduser().is_absolute():

@@ -21,20 +21,22 @@ class _Target:
 class SlotLedger:
     """Takes the lease for a slot's memory on each of its pools.
 
-    With GPUs, the pools are the GPUs; without any, the host RAM is the one pool.
+    With GPUs, the pools are the GPUs; without any, the host RAM is the one pool. With
+    ``ram_pool`` the host RAM is offered beside the GPUs too, for models that run on the CPU
+    (their profile's ``pool_kind`` is ``ram``).
     """
 
-    def __init__(self, gpu: GPUBoss | None, ram: RAMBoss | None) -> None:
+    def __init__(self, gpu: GPUBoss | None, ram: RAMBoss | None, *, ram_pool: bool = False) -> None:
         self._targets: dict[str, _Target] = {}
         self._specs: list[PoolSpec] = []
         if gpu is not None:
             for index, device in sorted(gpu.devices.items()):
                 pool = gpu.pool_of(index)
                 self._targets[pool] = _Target(gpu, index)
-                self._specs.append(PoolSpec(pool, device.total_mb))
-        if not self._specs and ram is not None:
+                self._specs.append(PoolSpec(pool, device.total_mb, kind="gpu"))
+        if (ram_pool or not self._specs) and ram is not None:
             self._targets[ram.pool] = _Target(ram, None)
-            self._specs.append(PoolSpec(ram.pool, ram.total_mb))
+            self._specs.append(PoolSpec(ram.pool, ram.total_mb, kind="ram"))
         self.gpu = gpu
         self.ram = ram
 
