@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import secrets
 import time
-from collections.abc import Generator, Sequence
-from dataclasses import dataclass
+from collections.abc import Coroutine, Generator, Sequence
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
@@ -25,15 +24,23 @@ from model_boss.devices import (
 )
 from model_boss.errors import (
     AcquireTimeout,
-    InvalidLeaseRequest,
     LeaseError,
     RequestTooLarge,
+    StoreUnavailable,
     UnknownDevice,
 )
-from model_boss.leases._lease import Lease, release_in_background
-from model_boss.leases._records import LeaseRequest, PoolStatus
+from model_boss.leases._lease import Lease, in_background, release_in_background
+from model_boss.leases._limits import (
+    check_mb,
+    check_model_id,
+    check_poll,
+    check_priority,
+    check_timeout,
+    check_ttl,
+)
+from model_boss.leases._records import GrantResult, LeaseRequest, PoolStatus
 from model_boss.leases._store import LeaseStore, open_store
-from model_boss.priority import Priority, PriorityLike, parse_priority
+from model_boss.priority import Priority, PriorityLike
 
 __all__ = ["BossStatus", "GPUBoss", "LeaseContext", "RAMBoss"]
 
@@ -43,6 +50,15 @@ DEFAULT_TTL_S = 30.0
 #: Holders renew at least this often, whatever the TTL: a renewal is also how a holder hears
 #: that a more urgent waiter asks for its memory, so this bounds that waiter's extra wait.
 MAX_HEARTBEAT_S = 2.0
+#: A timeout shorter than this still gets one grant attempt of up to this long.
+FIRST_TRY_S = 0.5
+#: With no timeout, how long an unreachable store is retried before StoreUnavailable.
+OUTAGE_S = 10.0
+RETRY_MIN_S = 0.05
+#: How long a finished acquire waits for its withdrawal from the queue (the waiter's own
+#: TTL removes it anyway if the store does not answer).
+WITHDRAW_WAIT_S = 0.2
+RETRY_MAX_S = 1.0
 
 
 def heartbeat_interval(ttl_s: float) -> float:
@@ -58,12 +74,30 @@ class BossStatus:
         return {"pools": [p.to_dict() for p in self.pools]}
 
 
-def _validate_mb(mb: object, name: str) -> int:
-    if isinstance(mb, bool) or not isinstance(mb, int):
-        raise InvalidLeaseRequest(f"{name} must be an int (MiB), got {mb!r}")
-    if mb <= 0:
-        raise InvalidLeaseRequest(f"{name} must be positive, got {mb}")
-    return mb
+@dataclass(slots=True)
+class _Attempt:
+    """What one ``acquire`` call has learnt so far (read again when its deadline hits)."""
+
+    lease_id: str
+    wait_s: float | None = None
+    home: str | None = None
+    queued_on: str | None = None
+    free: dict[str, int] = field(default_factory=dict)
+    error: StoreUnavailable | None = None
+    failing: bool = False  # the last round ended in StoreUnavailable
+    in_store: bool = False  # True while a round of store calls is under way
+    recovering: bool = False  # the store refused grants while it recovers from a loss
+    retry_after_s: float = 0.0
+
+
+def _in_background(coro: Coroutine[Any, Any, object]) -> None:
+    in_background(coro, "a ledger call left behind")
+
+
+async def _briefly(coro: Coroutine[Any, Any, object]) -> None:
+    """Run ``coro`` to its end in the background, waiting for it at most WITHDRAW_WAIT_S."""
+    task = in_background(coro, "a ledger call left behind")
+    await asyncio.wait({task}, timeout=WITHDRAW_WAIT_S)
 
 
 class _Boss:
@@ -81,8 +115,8 @@ class _Boss:
         ttl_s: float,
         poll_s: float,
     ) -> None:
-        if ttl_s <= 0:
-            raise InvalidLeaseRequest(f"ttl_s must be positive, got {ttl_s}")
+        ttl_s = check_ttl(ttl_s)
+        poll_s = check_poll(poll_s)
         self._store = store if store is not None else open_store(url)
         self.host = host or hostname()
         self.holder = holder or f"{self.host}:{os.getpid()}"
@@ -106,10 +140,13 @@ class _Boss:
         if self._connected:
             return
         await self._store.connect()
-        for pool, capacity in self._capacity.items():
-            await self._store.register_pool(pool, capacity)
+        await self._register()
         self._connected = True
         await self.refresh_foreign()
+
+    async def _register(self) -> None:
+        for pool, capacity in self._capacity.items():
+            await self._store.register_pool(pool, capacity)
 
     async def close(self) -> None:
         """Release every lease still held, then disconnect."""
@@ -167,15 +204,10 @@ class _Boss:
         ttl_s: float | None,
         preempt: bool,
     ) -> LeaseContext:
-        try:
-            prio = parse_priority(priority)
-        except ValueError as exc:
-            raise InvalidLeaseRequest(str(exc)) from None
-        if timeout is not None and timeout < 0:
-            raise InvalidLeaseRequest(f"timeout must be >= 0, got {timeout}")
-        ttl = self.ttl_s if ttl_s is None else ttl_s
-        if ttl <= 0:
-            raise InvalidLeaseRequest(f"ttl_s must be positive, got {ttl}")
+        prio = check_priority(priority)
+        timeout = check_timeout(timeout)
+        ttl = self.ttl_s if ttl_s is None else check_ttl(ttl_s)
+        model_id = check_model_id(model_id)
         largest = max(self._capacity[p] for p in pools)
         if mb > largest:
             raise RequestTooLarge(
@@ -193,71 +225,166 @@ class _Boss:
         ttl: float,
         preempt: bool,
     ) -> Lease:
+        """Grant attempts until granted or ``wait_s`` is spent. The deadline holds for the
+        whole call, store calls included: a hung store cannot stretch it (a timeout
+        under FIRST_TRY_S still gets one try of up to FIRST_TRY_S)."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        attempt = _Attempt(lease_id=secrets.token_hex(8), wait_s=wait_s)
+        hard = None if wait_s is None else start + max(wait_s, FIRST_TRY_S)
+        deadline = None if wait_s is None else start + wait_s
+        timer = asyncio.timeout_at(hard)
+        try:
+            async with timer:
+                return await self._attempts(
+                    attempt, mb, pools, prio, model_id, deadline, ttl, preempt
+                )
+        except TimeoutError:
+            if not timer.expired():
+                raise
+            raise self._timed_out(attempt, mb, pools, wait_s) from attempt.error
+        finally:
+            if attempt.queued_on is not None:  # waited for briefly: a hung store must not hold us
+                await _briefly(self._store.withdraw(attempt.queued_on, attempt.lease_id))
+
+    def _timed_out(
+        self, attempt: _Attempt, mb: int, pools: list[str], wait_s: float | None
+    ) -> LeaseError:
+        within = f"within {wait_s:g} s" if wait_s is not None else "in time"
+        if attempt.in_store:
+            return StoreUnavailable(f"the ledger {self._store.url} did not answer {within}")
+        if attempt.error is not None and attempt.failing:
+            return StoreUnavailable(
+                f"the ledger {self._store.url} could not be used {within}: {attempt.error}"
+            )
+        free = ", ".join(f"{p}={attempt.free.get(p, 0)}" for p in pools)
+        why = " (the ledger is recovering from a store restart)" if attempt.recovering else ""
+        return AcquireTimeout(
+            f"no pool granted {mb} MiB within {wait_s} s (free now: {free} MiB){why}"
+        )
+
+    async def _attempts(
+        self,
+        attempt: _Attempt,
+        mb: int,
+        pools: list[str],
+        prio: int,
+        model_id: str | None,
+        deadline: float | None,
+        ttl: float,
+        preempt: bool,
+    ) -> Lease:
+        loop = asyncio.get_running_loop()
+        delay = self.poll_s
+        backoff = RETRY_MIN_S
+        outage_since: float | None = None
+        while True:
+            attempt.in_store = True
+            try:
+                lease = await self._one_round(attempt, mb, pools, prio, model_id, ttl, preempt)
+                attempt.in_store = False
+            except StoreUnavailable as exc:
+                attempt.in_store = False
+                now = loop.time()
+                attempt.error, attempt.failing = exc, True
+                outage_since = now if outage_since is None else outage_since
+                if deadline is None and now - outage_since > OUTAGE_S:
+                    raise
+                if deadline is not None and now >= deadline:
+                    raise self._timed_out(attempt, mb, pools, attempt.wait_s) from exc
+                log.info("ledger unavailable, retrying in %.2f s: %s", backoff, exc)
+                pause, backoff = backoff, min(backoff * 2, RETRY_MAX_S)
+            else:
+                if lease is not None:
+                    return lease
+                attempt.failing, outage_since, backoff = False, None, RETRY_MIN_S
+                pause = max(delay, attempt.retry_after_s)
+                delay = min(delay * 1.5, 4 * self.poll_s)
+            now = loop.time()
+            if deadline is not None:
+                if now >= deadline:
+                    raise self._timed_out(attempt, mb, pools, attempt.wait_s)
+                pause = min(pause, deadline - now)
+            await asyncio.sleep(max(0.0, pause))
+
+    async def _one_round(
+        self,
+        attempt: _Attempt,
+        mb: int,
+        pools: list[str],
+        prio: int,
+        model_id: str | None,
+        ttl: float,
+        preempt: bool,
+    ) -> Lease | None:
+        """One grant request to every eligible pool, the home pool last."""
         await self.connect()
         await self.refresh_foreign()
-        lease_id = secrets.token_hex(8)
-        deadline = None if wait_s is None else time.monotonic() + wait_s
-        free: dict[str, int] = {}
-        if len(pools) > 1:  # best fit needs to know what each pool has free
-            free = {p.pool: p.free_mb for p in await self._store.pools() if p.pool in pools}
-        # The pool we queue on while waiting: the one that could fit us soonest.
-        home = max(pools, key=lambda p: (free.get(p, 0), self._capacity[p]))
-        delay = self.poll_s
-        waiter_ttl = max(2.0, 20 * self.poll_s)
-        queued = False
-        try:
-            while True:
-                # Best fit: the pool with the least room left over after us goes first.
-                fits = sorted((p for p in pools if free.get(p, 0) >= mb), key=lambda p: free[p])
-                order = fits + [p for p in pools if p not in fits]
-                if home in order:
-                    order.remove(home)
-                order.append(home)
-                for pool in order:
-                    req = LeaseRequest(
-                        pool=pool,
-                        lease_id=lease_id,
-                        mb=mb,
-                        priority=prio,
-                        holder=self.holder,
-                        pid=os.getpid(),
-                        host=self.host,
-                        model_id=model_id,
-                        ttl_s=ttl,
-                        wait=pool == home,
-                        waiter_ttl_s=waiter_ttl,
-                    )
-                    sent = time.monotonic()
-                    try:
-                        result = await self._store.grant(req)
-                    except asyncio.CancelledError:
-                        # The store may still commit the grant: give it back, unawaited.
-                        release_in_background(self._store, pool, lease_id)
-                        raise
-                    free[pool] = result.free_mb
-                    if result.lease is not None:
-                        if queued and pool != home:
-                            await self._store.withdraw(home, lease_id)
-                        queued = False
-                        return self._hold(result.lease, ttl, sent)
-                    if pool == home:
-                        queued = True
-                        shortfall = mb + result.ahead_mb - result.free_mb
-                        if preempt and shortfall > 0:
-                            reason = f"wanted by {self.holder} ({mb} MiB, priority {prio})"
-                            await self._store.request_preemption(home, mb, prio, reason)
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise AcquireTimeout(
-                        f"no pool granted {mb} MiB within {wait_s} s "
-                        f"(free now: {', '.join(f'{p}={free.get(p, 0)}' for p in pools)} MiB)"
-                    )
-                pause = delay if deadline is None else min(delay, deadline - time.monotonic())
-                await asyncio.sleep(max(0.0, pause))
-                delay = min(delay * 1.5, 4 * self.poll_s)
-        finally:
-            if queued:
-                with contextlib.suppress(LeaseError):
-                    await asyncio.shield(self._store.withdraw(home, lease_id))
+        free = attempt.free
+        if attempt.home is None:
+            if len(pools) > 1:  # best fit needs to know what each pool has free
+                free.update(
+                    {p.pool: p.free_mb for p in await self._store.pools() if p.pool in pools}
+                )
+            # The pool we queue on while waiting: the one that could fit us soonest.
+            attempt.home = max(pools, key=lambda p: (free.get(p, 0), self._capacity[p]))
+        home = attempt.home
+        # Best fit: the pool with the least room left over after us goes first.
+        fits = sorted((p for p in pools if free.get(p, 0) >= mb), key=lambda p: free[p])
+        order = [p for p in fits if p != home] + [p for p in pools if p not in fits and p != home]
+        order.append(home)
+        attempt.retry_after_s = 0.0
+        attempt.recovering = False
+        for pool in order:
+            req = LeaseRequest(
+                pool=pool,
+                lease_id=attempt.lease_id,
+                mb=mb,
+                priority=prio,
+                holder=self.holder,
+                pid=os.getpid(),
+                host=self.host,
+                model_id=model_id,
+                ttl_s=ttl,
+                wait=pool == home,
+                waiter_ttl_s=max(2.0, 20 * self.poll_s),
+            )
+            sent = time.monotonic()
+            result = await self._grant_once(req)
+            free[pool] = result.free_mb
+            if result.lease is not None:
+                if attempt.queued_on is not None and attempt.queued_on != pool:
+                    _in_background(self._store.withdraw(attempt.queued_on, attempt.lease_id))
+                attempt.queued_on = None
+                return self._hold(result.lease, ttl, sent)
+            if result.retry_after_s > 0:
+                attempt.recovering = True
+                attempt.retry_after_s = max(attempt.retry_after_s, result.retry_after_s)
+                continue
+            if pool == home:
+                attempt.queued_on = home
+                shortfall = mb + result.ahead_mb - result.free_mb
+                if preempt and shortfall > 0:
+                    reason = f"wanted by {self.holder} ({mb} MiB, priority {prio})"
+                    await self._store.request_preemption(home, mb, prio, reason)
+        return None
+
+    async def _grant_once(self, req: LeaseRequest) -> GrantResult:
+        """One grant. A store that forgot the pool (it lost its state) gets the pools
+        registered again, and the grant is tried once more."""
+        for again in (True, False):
+            try:
+                return await self._store.grant(req)
+            except asyncio.CancelledError:
+                # The store may still commit the grant: give it back, unawaited.
+                release_in_background(self._store, req.pool, req.lease_id)
+                raise
+            except UnknownDevice:
+                if not again or req.pool not in self._capacity:
+                    raise
+                log.warning("the ledger %s lost pool %s: registering it again", self.url, req.pool)
+                await self._register()
+        raise AssertionError("unreachable")
 
     def _hold(self, record: Any, ttl: float, sent: float) -> Lease:
         gpu_index = self._gpu_index(record.pool)
@@ -399,7 +526,7 @@ class GPUBoss(_Boss):
         Raises (at once) InvalidLeaseRequest, UnknownDevice, RequestTooLarge; later
         AcquireTimeout or StoreUnavailable.
         """
-        mb = _validate_mb(vram_mb, "vram_mb")
+        mb = check_mb(vram_mb, "vram_mb")
         if not self._pool_of:
             raise UnknownDevice(
                 "no GPUs on this host (none found by NVML, none declared in MODEL_BOSS_DEVICES)"
@@ -433,7 +560,7 @@ class RAMBoss(_Boss):
         poll_s: float = 0.02,
     ) -> None:
         super().__init__(url, store=store, holder=holder, host=host, ttl_s=ttl_s, poll_s=poll_s)
-        total = _validate_mb(total_mb, "total_mb") if total_mb is not None else host_ram_mb()
+        total = check_mb(total_mb, "total_mb") if total_mb is not None else host_ram_mb()
         self.pool = ram_pool_name(self.host)
         self.total_mb = total
         self._capacity = {self.pool: total}
@@ -449,7 +576,7 @@ class RAMBoss(_Boss):
         preempt: bool = True,
     ) -> LeaseContext:
         """Take ``ram_mb`` MiB of host RAM; same waiting rules as ``GPUBoss.acquire``."""
-        mb = _validate_mb(ram_mb, "ram_mb")
+        mb = check_mb(ram_mb, "ram_mb")
         return self._acquire(
             mb,
             [self.pool],

@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 from model_boss.errors import LeaseLost, StoreUnavailable
 from model_boss.leases._records import LeaseRecord
@@ -15,7 +15,7 @@ from model_boss.leases._records import LeaseRecord
 if TYPE_CHECKING:
     from model_boss.leases._store import LeaseStore
 
-__all__ = ["Lease", "release_in_background"]
+__all__ = ["Lease", "in_background", "release_in_background"]
 
 log = logging.getLogger("model_boss.leases")
 
@@ -168,11 +168,21 @@ class Lease:
         if not self.valid:
             raise LeaseLost(f"lease {self.id} on {self.pool} is no longer held")
         sent = self._clock()
+        # An answer after the local deadline would not be trusted: do not wait longer.
+        timer = asyncio.timeout(max(0.0, self._valid_until - sent))
         try:
-            result = await self._store.renew(self.pool, self.id, self.ttl_s)
+            async with timer:
+                result = await self._store.renew(self.pool, self.id, self.ttl_s)
         except LeaseLost:
             self._fence("the store no longer has it")
             raise
+        except TimeoutError:
+            if not timer.expired():
+                raise
+            self._fence("no renewal answer before the local deadline")
+            raise LeaseLost(
+                f"lease {self.id} on {self.pool} could not be renewed in time"
+            ) from None
         if self._clock() >= self._valid_until:  # the answer came too late to trust
             self._fence("renewal answered after the local deadline")
             raise LeaseLost(f"lease {self.id} on {self.pool} was renewed too late")
@@ -232,20 +242,31 @@ async def _release_surely(store: LeaseStore, pool: str, lease_id: str) -> None:
     try:
         await store.release(pool, lease_id)
     except asyncio.CancelledError:
-        task = asyncio.get_running_loop().create_task(store.release(pool, lease_id))
-        _background.add(task)
-        task.add_done_callback(_background.discard)
+        release_in_background(store, pool, lease_id)
         raise
     except StoreUnavailable as exc:
         log.warning("release failed (the lease will expire on its own): %s", exc)
 
 
-_background: set[asyncio.Task[bool]] = set()
+_background: set[asyncio.Task[Any]] = set()
+
+
+def in_background(coro: Coroutine[Any, Any, object], what: str) -> asyncio.Task[None]:
+    """Run ``coro`` without waiting for it; a failure is logged, never raised."""
+
+    async def quietly() -> None:
+        try:
+            await coro
+        except Exception as exc:
+            log.info("%s failed: %s", what, exc)
+
+    task = asyncio.get_running_loop().create_task(quietly())
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+    return task
 
 
 def release_in_background(store: LeaseStore, pool: str, lease_id: str) -> None:
     """Release ``lease_id`` without waiting (releasing is idempotent). For a grant whose
     caller was cancelled while the store was still committing it."""
-    task = asyncio.get_running_loop().create_task(store.release(pool, lease_id))
-    _background.add(task)
-    task.add_done_callback(_background.discard)
+    in_background(store.release(pool, lease_id), f"releasing lease {lease_id}")

@@ -99,11 +99,14 @@ class WaiterRecord:
 @dataclass(frozen=True, slots=True)
 class GrantResult:
     """``lease`` is set when granted. ``free_mb`` is what the pool had free before this
-    grant; ``ahead_mb`` is memory claimed by waiters queued ahead of the request."""
+    grant; ``ahead_mb`` is memory claimed by waiters queued ahead of the request.
+    ``retry_after_s`` > 0: the store lost its state and grants nothing for that long
+    (every lease someone may still believe held must first have failed to renew)."""
 
     lease: LeaseRecord | None
     free_mb: int
     ahead_mb: int
+    retry_after_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

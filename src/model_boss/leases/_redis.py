@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 from typing import Any
-from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from model_boss.errors import LeaseLost, StoreUnavailable, UnknownDevice
 from model_boss.leases import _lua
@@ -19,6 +18,7 @@ from model_boss.leases._records import (
     RenewResult,
     WaiterRecord,
 )
+from model_boss.leases._redis_url import parse_redis_url
 from model_boss.leases._resp import Reply, RespConnection, RespError, RespTarget
 from model_boss.leases._store import redact_url
 
@@ -26,6 +26,8 @@ __all__ = ["RedisStore"]
 
 CONNECT_TIMEOUT_S = 2.0
 COMMAND_TIMEOUT_S = 5.0
+#: Error replies after which the connection is dropped (and the call retried by the boss).
+DROP_ON = ("READONLY", "LOADING", "MASTERDOWN", "NOREPLICAS", "BUSY")
 SCRIPTS = (
     "GRANT",
     "RENEW",
@@ -45,17 +47,18 @@ def _s(value: Any) -> str:
 
 class RedisStore:
     def __init__(
-        self, url: str, *, prefix: str | None = None, command_timeout_s: float = COMMAND_TIMEOUT_S
+        self,
+        url: str,
+        *,
+        prefix: str | None = None,
+        command_timeout_s: float | None = None,
     ) -> None:
-        parts = urlsplit(url)
-        query = parse_qs(parts.query)
-        chosen = prefix or (query.pop("prefix", [None])[0]) or default_prefix()
-        scheme = {"valkey": "redis", "valkeys": "rediss"}.get(parts.scheme, parts.scheme)
-        rest = "&".join(f"{k}={v[0]}" for k, v in query.items())
-        self._url = urlunsplit(parts._replace(scheme=scheme, query=rest))
-        self._keys = RedisKeys(chosen)
-        self._timeout_s = command_timeout_s
-        self._target = RespTarget.from_url(self._url)
+        parsed = parse_redis_url(url)
+        self._url = url
+        self._keys = RedisKeys(prefix or parsed.prefix or default_prefix())
+        self._timeout_s = command_timeout_s or parsed.timeout_s or COMMAND_TIMEOUT_S
+        self._connect_timeout_s = parsed.connect_timeout_s or CONNECT_TIMEOUT_S
+        self._target = RespTarget.from_parsed(parsed)
         self._conn: RespConnection | None = None
         self._sha = {
             name: hashlib.sha1(getattr(_lua, name).encode()).hexdigest() for name in SCRIPTS
@@ -73,7 +76,7 @@ class RedisStore:
         if self._conn is not None:
             return
         conn = RespConnection(
-            self._target, timeout_s=self._timeout_s, connect_timeout_s=CONNECT_TIMEOUT_S
+            self._target, timeout_s=self._timeout_s, connect_timeout_s=self._connect_timeout_s
         )
         try:
             await conn.call("PING")
@@ -102,6 +105,10 @@ class RedisStore:
         except OSError as exc:
             raise StoreUnavailable(f"lost the Redis ledger {self.url}: {exc}") from exc
         except RespError as exc:
+            if str(exc).startswith(DROP_ON):
+                # A replica (after a failover) or a server still loading its data: drop
+                # the connection so the next call finds the master again.
+                self._conn.reset()
             raise StoreUnavailable(f"the Redis ledger {self.url} answered: {exc}") from exc
 
     async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:

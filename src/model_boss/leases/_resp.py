@@ -14,8 +14,9 @@ import asyncio
 import collections
 import ssl
 import time
-from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from dataclasses import dataclass, field
+
+from model_boss.leases._redis_url import RedisURL, parse_redis_url
 
 __all__ = ["RespConnection", "RespError", "RespTarget"]
 
@@ -39,28 +40,34 @@ class RespTarget:
     username: str | None = None
     password: str | None = None
     tls: bool = False
+    ssl: ssl.SSLContext | None = field(default=None, compare=False)
+    #: Sentinel: ask these for the master of ``service`` at every (re)connect.
+    sentinels: tuple[tuple[str, int], ...] = ()
+    service: str | None = None
+    sentinel_username: str | None = None
+    sentinel_password: str | None = None
 
     @classmethod
     def from_url(cls, url: str) -> RespTarget:
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        if scheme == "unix":
-            return cls(
-                path=parts.path, password=_unq(parts.password), username=_unq(parts.username)
-            )
-        db_text = parts.path.lstrip("/") or "0"
+        return cls.from_parsed(parse_redis_url(url))
+
+    @classmethod
+    def from_parsed(cls, u: RedisURL) -> RespTarget:
+        host, port = u.hosts[0] if u.hosts and u.service is None else ("127.0.0.1", 6379)
         return cls(
-            host=parts.hostname or "127.0.0.1",
-            port=parts.port or 6379,
-            db=int(db_text),
-            username=_unq(parts.username),
-            password=_unq(parts.password),
-            tls=scheme == "rediss",
+            host=host,
+            port=port,
+            path=u.path,
+            db=u.db,
+            username=u.username,
+            password=u.password,
+            tls=u.tls,
+            ssl=u.ssl_context(),
+            sentinels=u.hosts if u.service is not None else (),
+            service=u.service,
+            sentinel_username=u.sentinel_username,
+            sentinel_password=u.sentinel_password,
         )
-
-
-def _unq(value: str | None) -> str | None:
-    return None if value is None else unquote(value)
 
 
 def encode(args: tuple[object, ...]) -> bytes:
@@ -182,30 +189,90 @@ class RespConnection:
         async with self._connecting:
             if self._proto is not None and not self._proto.closed:
                 return self._proto
-            loop = asyncio.get_running_loop()
             t = self.target
-            proto = _Protocol(self)
-            async with asyncio.timeout(self.connect_timeout_s):
-                if t.path is not None:
-                    await loop.create_unix_connection(lambda: proto, t.path)
-                else:
-                    context = ssl.create_default_context() if t.tls else None
-                    await loop.create_connection(lambda: proto, t.host, t.port, ssl=context)
+            host, port = t.host, t.port
+            if t.service is not None:
+                host, port = await self._ask_sentinels()
+            proto = await self._open(host, port, t.tls, t.ssl)
             handshake = []
             if t.password is not None:
                 auth = ("AUTH", t.username, t.password) if t.username else ("AUTH", t.password)
                 handshake.append(proto.send(auth))
             if t.db:
                 handshake.append(proto.send(("SELECT", t.db)))
+            if t.service is not None:  # Sentinel may be behind: check it is the master
+                handshake.append(proto.send(("ROLE",)))
             try:
                 async with asyncio.timeout(self.timeout_s):
                     for step in handshake:
-                        await step
+                        reply = await step
+                if t.service is not None and not (
+                    isinstance(reply, list) and reply and reply[0] == b"master"
+                ):
+                    raise ConnectionRefusedError(f"{host}:{port} is not the master (yet)")
             except BaseException as exc:
                 proto.fail(exc if isinstance(exc, Exception) else ConnectionResetError("cancelled"))
                 raise
             self._proto = proto
             return proto
+
+    async def _open(
+        self, host: str, port: int, tls: bool, context: ssl.SSLContext | None
+    ) -> _Protocol:
+        loop = asyncio.get_running_loop()
+        proto = _Protocol(self)
+        async with asyncio.timeout(self.connect_timeout_s):
+            if self.target.path is not None:
+                await loop.create_unix_connection(lambda: proto, self.target.path)
+            else:
+                if tls and context is None:
+                    context = ssl.create_default_context()
+                await loop.create_connection(
+                    lambda: proto, host, port, ssl=context if tls else None
+                )
+        return proto
+
+    async def _ask_sentinels(self) -> tuple[str, int]:
+        """The master's address, from the first sentinel that knows it."""
+        t = self.target
+        errors: list[str] = []
+        for host, port in t.sentinels:
+            proto = await self._open_sentinel(host, port, errors)
+            if proto is None:
+                continue
+            try:
+                steps = []
+                if t.sentinel_password is not None:
+                    auth = (t.sentinel_username, t.sentinel_password)
+                    steps.append(proto.send(("AUTH", *[a for a in auth if a is not None])))
+                steps.append(proto.send(("SENTINEL", "GET-MASTER-ADDR-BY-NAME", t.service)))
+                async with asyncio.timeout(self.timeout_s):
+                    for step in steps:
+                        reply = await step
+                if isinstance(reply, list) and len(reply) == 2:
+                    addr, master_port = reply
+                    if isinstance(addr, bytes) and isinstance(master_port, bytes):
+                        return addr.decode(), int(master_port)
+                errors.append(f"{host}:{port} does not know {t.service!r}")
+            except (OSError, TimeoutError, RespError) as exc:
+                errors.append(f"{host}:{port}: {exc}")
+            finally:
+                proto.fail(ConnectionResetError("done"))
+        raise ConnectionRefusedError(f"no sentinel gave the master: {'; '.join(errors)}")
+
+    async def _open_sentinel(self, host: str, port: int, errors: list[str]) -> _Protocol | None:
+        try:
+            return await self._open(host, port, False, None)
+        except (OSError, TimeoutError) as exc:
+            errors.append(f"{host}:{port}: {exc}")
+            return None
+
+    def reset(self) -> None:
+        """Drop the connection (the next call opens a new one): after READONLY or
+        LOADING the server we reached is not the master we want."""
+        proto, self._proto = self._proto, None
+        if proto is not None:
+            proto.fail(ConnectionResetError("dropped"))
 
     async def call(self, *args: object) -> Reply:
         proto = self._proto

@@ -2,7 +2,8 @@
 
 ``memory://[name]``       one process (tests); stores with the same name share a ledger
 ``sqlite:///path/to.db``  every process on one host; the embedded default
-``redis://host:port/db``  any number of hosts (Redis or Valkey); ``rediss://`` for TLS
+``redis://host:port/db``  any number of hosts (Redis or Valkey); ``rediss://`` for TLS,
+``redis+sentinel://h1:26379,h2:26379/service/db`` through Sentinel (see ``_redis_url.py``)
 """
 
 from __future__ import annotations
@@ -106,6 +107,19 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=user + netloc))
 
 
+REDIS_SCHEMES = (
+    "redis",
+    "rediss",
+    "unix",
+    "valkey",
+    "valkeys",
+    "redis+sentinel",
+    "rediss+sentinel",
+    "valkey+sentinel",
+    "valkeys+sentinel",
+)
+
+
 def open_store(url: str | None = None, *, prefix: str | None = None) -> LeaseStore:
     """The store for ``url`` (default: :func:`default_ledger_url`). Not yet connected."""
     target = url or default_ledger_url()
@@ -123,7 +137,7 @@ def open_store(url: str | None = None, *, prefix: str | None = None) -> LeaseSto
         if not path or path == "/":
             raise InvalidLeaseRequest(f"sqlite URL needs a file path: {target!r}")
         return SQLiteStore(Path(path))
-    if scheme in ("redis", "rediss", "unix", "valkey", "valkeys"):
+    if scheme in REDIS_SCHEMES:
         from model_boss.leases._redis import RedisStore
 
         return RedisStore(target, prefix=prefix)
