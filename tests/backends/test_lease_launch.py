@@ -178,6 +178,13 @@ def test_a_cpu_only_binary_is_refused_a_gpu_slot_with_how_to_get_a_cuda_build() 
     assert "n_gpu_layers: 0" in message
 
 
+def test_a_cpu_only_binary_may_serve_declared_gpus(caplog: pytest.LogCaptureFixture) -> None:
+    # MODEL_BOSS_DEVICES declares GPUs that NVML never saw (a partition for tests, say)
+    declared = LeaseBudget(gpu_mb={0: 600}, gpu_total_mb={0: 1500}, gpus_declared=True)
+    assert launch_settings(llama({}), declared, CPU_ONLY, None).n_gpu_layers == "all"
+    assert "declared GPUs are trusted" in caplog.text
+
+
 def test_a_cpu_only_binary_may_serve_a_gpu_slot_that_asks_for_no_layers() -> None:
     settings = launch_settings(llama({"llama_server": {"n_gpu_layers": 0}}), ONE_GPU, CPU_ONLY)
     assert settings.n_gpu_layers == "0"

@@ -46,10 +46,18 @@ def url() -> str:
 
 
 async def test_a_gpu_slot_gets_its_lease_and_the_device_total() -> None:
-    ledger = SlotLedger(GPUBoss(url(), [Device(0, 10_000)], host="t"), None)
+    nvml_gpu = Device(0, 10_000, name="H200", uuid="GPU-0")  # as NVML finds one
+    ledger = SlotLedger(GPUBoss(url(), [nvml_gpu], host="t"), None)
     budget = await budget_of(simulated("a", 6000), ledger)
     assert budget == LeaseBudget(gpu_mb={0: 6000}, gpu_total_mb={0: 10_000})
     assert budget.on_gpu
+
+
+async def test_a_declared_gpu_is_marked_as_declared() -> None:
+    ledger = SlotLedger(GPUBoss(url(), [Device(0, 10_000)], host="t"), None)  # no uuid
+    budget = await budget_of(simulated("a", 6000), ledger)
+    assert budget is not None
+    assert budget.gpus_declared
 
 
 async def test_a_split_slot_gets_its_share_of_each_gpu() -> None:

@@ -17,11 +17,14 @@ class LeaseBudget:
 
     ``gpu_mb`` maps a physical GPU index to the MB leased on it, ``gpu_total_mb`` each of
     those GPUs to its total MB; ``ram_mb`` is the MB leased on the host RAM pool (a RAM slot).
+    ``gpus_declared``: the GPUs are declared (``MODEL_BOSS_DEVICES``), not found by NVML, so
+    nothing says a real GPU is behind them.
     """
 
     gpu_mb: Mapping[int, int] = field(default_factory=dict)
     gpu_total_mb: Mapping[int, int] = field(default_factory=dict)
     ram_mb: int = 0
+    gpus_declared: bool = False
 
     @property
     def on_gpu(self) -> bool:

@@ -8,6 +8,7 @@ pass through to its OpenAI endpoints. What it may allocate comes from its slot's
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from model_boss.config import OVERHEAD_MB, GgufInfo, context_for, gpu_layers_for
 from model_boss.errors import ConfigError
 
 __all__ = ["LaunchSettings", "LlamaServerBackend", "LlamaServerOptions", "launch_settings"]
+
+log = logging.getLogger("model_boss.backends")
 
 KV_CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
 SPEC_TYPES = (
@@ -236,7 +239,10 @@ def launch_settings(
         return settings
     no_gpu = binary is not None and binary.gpu_devices == ()  # None: it could not tell
     if binary is not None and no_gpu and budget.on_gpu and options.n_gpu_layers != "0":
-        raise _cpu_only(binary, budget)
+        if not budget.gpus_declared:
+            raise _cpu_only(binary, budget)
+        # declared GPUs (MODEL_BOSS_DEVICES) are the operator's word, e.g. a test partition
+        log.warning("%s lists no GPU device; the slot's declared GPUs are trusted", binary.path)
     if options.n_gpu_layers is not None:
         return settings
     if not budget.on_gpu:

@@ -92,7 +92,9 @@ class SlotLedger:
                 continue
             gpu_mb[index] = gpu_mb.get(index, 0) + lease.mb
             gpu_total_mb[index] = totals[lease.pool]
-        return LeaseBudget(gpu_mb=gpu_mb, gpu_total_mb=gpu_total_mb, ram_mb=ram_mb)
+        devices = self.gpu.devices if self.gpu is not None else {}
+        declared = any(not (devices[i].uuid if i in devices else "") for i in gpu_mb)
+        return LeaseBudget(gpu_mb, gpu_total_mb, ram_mb, gpus_declared=declared)
 
     async def connect(self) -> None:
         for boss in {id(t.boss): t.boss for t in self._targets.values()}.values():
