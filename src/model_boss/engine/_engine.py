@@ -209,6 +209,8 @@ class Engine(EngineUsage):
             self._timer.cancel()
         for task in list(self._tasks):
             task.cancel()
+        if self._tasks:  # let them unwind (a lease request withdraws itself as it goes)
+            await asyncio.wait(list(self._tasks), timeout=1.0)
         for ticket in self._tickets.values():
             if not ticket.future.done():
                 ticket.future.set_exception(RequestRejected("the coordinator is stopping", 503))
