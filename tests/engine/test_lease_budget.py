@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from model_boss import Device, GPUBoss, RAMBoss
@@ -139,3 +141,37 @@ def test_a_vllm_share_of_a_gpu_sizes_its_lease_from_the_gpus_total() -> None:
     assert engine_models(settings(tp), gpu_total_mb=10_000)[0].profile.vram_mb == 8000
     with pytest.raises(ConfigError, match=r"models\.m\.vllm_serve\.gpu_memory_utilization"):
         engine_models(settings(spec))  # no GPU: nothing to take a share of
+
+
+@pytest.mark.slow
+async def test_a_cpu_model_beside_a_gpu_runs_the_real_llama_server_on_the_ram_pool(
+    demo_model: Path, llama_server_binary: Path, tmp_path: Path
+) -> None:
+    cpu = {
+        "path": str(demo_model),
+        "llama_server": {"n_gpu_layers": 0, "binary": str(llama_server_binary), "threads": 2},
+    }
+    (model,) = engine_models(settings(cpu))
+    ledger_url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    ledger = SlotLedger(
+        GPUBoss(ledger_url, [Device(0, 1500, uuid="GPU-0")], host="t"),  # as if NVML found it
+        RAMBoss(ledger_url, total_mb=4000, host="t"),
+        ram_pool=True,
+    )
+    eng = Engine([model], ledger, log_dir=str(tmp_path))
+    await eng.start()
+    try:
+        ticket = eng.submit("m", priority=10, client="c")
+        backend = await asyncio.wait_for(ticket.future, 60)
+        eng.finish(ticket)
+        (slot,) = eng.slots_snapshot()
+        assert slot["pools"] == ["t:ram"]
+        pid = backend.status()["pid"]
+        cmdline = psutil.Process(pid).cmdline()
+        assert cmdline[cmdline.index("--n-gpu-layers") + 1] == "0"
+        assert cmdline[cmdline.index("--ctx-size") + 1] == "4096"
+        ram = await ledger.pool_status("t:ram")
+        assert ram is not None
+        assert [lease.mb for lease in ram.leases] == [model.profile.vram_mb]
+    finally:
+        await eng.stop()
