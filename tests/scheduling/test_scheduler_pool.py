@@ -373,6 +373,22 @@ def test_measured_footprint_replaces_the_estimate_for_the_next_load() -> None:
     assert again.mb_per_pool == 5200
 
 
+def test_a_smaller_measured_footprint_does_not_shrink_the_next_lease() -> None:
+    h = Harness([model("a", 4000)], auto=False)
+    (lease,) = of_type(h.arrive("r1", "a"), AcquireLease)
+    assert isinstance(lease, AcquireLease)
+    h.send(LeaseGranted(0.0, lease.slot_id))
+    h.send(SlotReady(1.0, lease.slot_id, footprint_mb=900))  # e.g. RAM measured at start-up
+    h.done("r1")
+    h.send(AdminUnload(2.0, "a"))
+    from model_boss.scheduling import SlotStopped
+
+    h.send(SlotStopped(2.5, lease.slot_id))
+    (again,) = of_type(h.at(3.0).arrive("r2", "a"), AcquireLease)
+    assert isinstance(again, AcquireLease)
+    assert again.mb_per_pool == 4000
+
+
 def test_preempt_asked_drains_idle_slots_of_lower_priority() -> None:
     h = Harness([model("a"), model("b")])
     h.arrive("a1", "a", priority=50)

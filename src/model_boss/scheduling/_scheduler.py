@@ -274,8 +274,12 @@ class Scheduler(LoadPlanner, UsagePolicy):
         if slot is None:
             return
         m = self.models[slot.model]
-        if ev.footprint_mb is not None and ev.footprint_mb > 0:
-            m.vram_mb = ev.footprint_mb  # measured: replaces the estimate for the next load
+        if ev.footprint_mb is not None and ev.footprint_mb > m.vram_mb:
+            # Measured above the estimate: the next load leases what it really took. A
+            # smaller measurement does not shrink the lease: the engine's settings are
+            # derived from the lease (layers offloaded, memory fractions), so a smaller
+            # lease would load a smaller configuration, measure smaller, and so on.
+            m.vram_mb = ev.footprint_mb
         if slot.state is SlotState.DRAINING:
             self._maybe_stop(slot, out)
         elif self.pool.ready(slot, ev.now):
