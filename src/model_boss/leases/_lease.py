@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from model_boss.errors import LeaseLost, StoreUnavailable
 from model_boss.leases._records import LeaseRecord
+from model_boss.leases._recovery import MAX_BELIEF_S
 
 if TYPE_CHECKING:
     from model_boss.leases._store import LeaseStore
@@ -53,8 +54,11 @@ class Lease:
         self._store = store
         self._clock = clock
         # Local deadline: measured from before the request was sent, so it always
-        # passes before the store's own expiry (clocks tick at the same rate).
-        self._valid_until = sent_at + ttl_s
+        # passes before the store's own expiry (clocks tick at the same rate); and never
+        # more than MAX_BELIEF_S ahead, which bounds how long a store that lost its state
+        # must wait before it grants again (see _recovery.py).
+        self._belief_s = min(ttl_s, MAX_BELIEF_S)
+        self._valid_until = sent_at + self._belief_s
         self._released = False
         self._on_release = on_release
         self._heartbeat: asyncio.Task[None] | None = None
@@ -186,7 +190,7 @@ class Lease:
         if self._clock() >= self._valid_until:  # the answer came too late to trust
             self._fence("renewal answered after the local deadline")
             raise LeaseLost(f"lease {self.id} on {self.pool} was renewed too late")
-        self._valid_until = sent + self.ttl_s
+        self._valid_until = sent + self._belief_s
         self.expires_at = result.expires_at
         if result.preempt:
             if not self.preempted.is_set():

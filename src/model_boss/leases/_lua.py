@@ -2,16 +2,20 @@
 
 All keys of one pool share the hash tag ``{pool}`` so a pool lives in one cluster slot:
 
-    KEYS[1] {prefix}pool:{<pool>}     HASH capacity, foreign, used, token, seq
+    KEYS[1] {prefix}pool:{<pool>}     HASH capacity, foreign, used, token, seq,
+                                           run_id, safe_after (see _EPOCH)
     KEYS[2] {prefix}leases:{<pool>}   HASH lease id -> lease JSON
     KEYS[3] {prefix}expiry:{<pool>}   ZSET lease id -> expires_at (seconds, Redis TIME)
     KEYS[4] {prefix}waiters:{<pool>}  HASH waiter id -> waiter JSON
 
 Time always comes from Redis ``TIME`` inside the script, never from a client clock.
 Numbers go back to Python as strings (Lua numbers would be truncated to integers).
+Fencing tokens are strings in the lease JSON too: cjson writes numbers with 14 digits.
 """
 
 from __future__ import annotations
+
+from model_boss.leases._recovery import RECOVERY_S, TOKEN_EPOCH, TOKEN_SHIFT
 
 __all__ = [
     "DRAIN",
@@ -44,16 +48,48 @@ local function purge()
 end
 """
 
+# Store epochs (see _recovery.py and DESIGN.md): the first script this server process runs
+# on a pool stamps it with the server's run_id. A pool stamped by another process (a restart
+# that kept the data, a failover to a replica) or created on a server younger than the
+# recovery window (a restart that lost the data, or a brand-new server) grants nothing
+# until every lease someone may still believe held has had its chance to renew and fail;
+# its token counter jumps to the floor of that moment, above every token issued before.
+# epoch(created) -> the store time before which the pool grants nothing (0: none)
+_EPOCH = f"""
+local function epoch(created)
+  local info = redis.call('INFO', 'server')
+  local run_id = string.match(info, 'run_id:(%w+)')
+  local p = redis.call('HMGET', KEYS[1], 'run_id', 'safe_after', 'token')
+  if p[1] == run_id then return tonumber(p[2] or '0') end
+  local safe = now + {RECOVERY_S!r}
+  if created then
+    local uptime = tonumber(string.match(info, 'uptime_in_seconds:(%d+)'))
+    safe = now - uptime - 1 + {RECOVERY_S!r}
+  end
+  local floor = math.max(0, math.floor(math.max(safe, now)) - {TOKEN_EPOCH}) * {2**TOKEN_SHIFT}
+  if floor > tonumber(p[3] or '0') then
+    redis.call('HSET', KEYS[1], 'token', string.format('%.0f', floor))
+  end
+  if safe <= now then safe = 0 end
+  redis.call('HSET', KEYS[1], 'run_id', run_id, 'safe_after', tostring(safe))
+  return safe
+end
+"""
+
 # GRANT
 # KEYS: pool, leases, expiry, waiters
 # ARGV[1] lease JSON without token/granted_at/expires_at   ARGV[2] mb   ARGV[3] priority
 # ARGV[4] ttl_s   ARGV[5] lease/waiter id   ARGV[6] wait (0|1)   ARGV[7] waiter_ttl_s
 # ARGV[8] aging_s_per_level (see _ledger.queue_key)
 # -> {'nopool'} | {'granted', lease JSON, free, ahead} | {'denied', '', free, ahead}
+#    | {'recovering', seconds left, '0', '0'}
 GRANT = (
     _PROLOGUE
+    + _EPOCH
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'nopool'} end
+local safe = epoch(false)
+if now < safe then return {'recovering', tostring(safe - now), '0', '0'} end
 purge()
 local mb = tonumber(ARGV[2])
 local prio = tonumber(ARGV[3])
@@ -89,7 +125,7 @@ local used = tonumber(redis.call('HGET', KEYS[1], 'used') or '0')
 local free = cap - used - foreign
 if mb + ahead <= free then
   local lease = cjson.decode(ARGV[1])
-  lease.token = redis.call('HINCRBY', KEYS[1], 'token', 1)
+  lease.token = string.format('%.0f', redis.call('HINCRBY', KEYS[1], 'token', 1))
   lease.granted_at = now
   lease.expires_at = now + tonumber(ARGV[4])
   lease.preempt = false
@@ -246,16 +282,22 @@ return {p[1], p[2] or '0', p[3] or '0',
 """
 )
 
-# REGISTER: create the pool, or set its capacity.
+# REGISTER: create the pool, or set its capacity; stamp its epoch (see _EPOCH).
 # KEYS: pool, pools set   ARGV[1] capacity_mb   ARGV[2] pool name   -> 1
-REGISTER = """
+REGISTER = (
+    _PROLOGUE
+    + _EPOCH
+    + """
+local created = redis.call('EXISTS', KEYS[1]) == 0
 redis.call('HSET', KEYS[1], 'capacity', ARGV[1])
 for _, field in ipairs({'used', 'foreign', 'token', 'seq'}) do
   redis.call('HSETNX', KEYS[1], field, 0)
 end
 redis.call('SADD', KEYS[2], ARGV[2])
+epoch(created)
 return 1
 """
+)
 
 # FOREIGN: memory used outside the ledger.
 # KEYS: pool   ARGV[1] foreign_mb   -> 1 | 0 (no such pool)

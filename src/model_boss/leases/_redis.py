@@ -156,6 +156,8 @@ class RedisStore:
         status = _s(out[0])
         if status == "nopool":
             raise UnknownDevice(f"unknown pool {req.pool!r}")
+        if status == "recovering":
+            return GrantResult(None, 0, 0, retry_after_s=float(_s(out[1])))
         free, ahead = int(float(_s(out[2]))), int(float(_s(out[3])))
         if status == "granted":
             return GrantResult(LeaseRecord.from_dict(json.loads(out[1])), free, ahead)

@@ -16,7 +16,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import fcntl
+import logging
+import os
 import random
+import secrets
 import sqlite3
 import time
 from collections.abc import Callable
@@ -33,8 +37,11 @@ from model_boss.leases._records import (
     RenewResult,
     WaiterRecord,
 )
+from model_boss.leases._recovery import RECOVERY_S, token_floor
 
 __all__ = ["SQLiteStore"]
+
+log = logging.getLogger("model_boss.leases")
 
 T = TypeVar("T")
 
@@ -63,6 +70,10 @@ CREATE TABLE IF NOT EXISTS leases (
     preempt_priority INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS leases_pool ON leases (pool);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS waiters (
     id TEXT NOT NULL,
     pool TEXT NOT NULL,
@@ -142,6 +153,10 @@ def _create_schema(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE leases ADD COLUMN preempt_priority INTEGER NOT NULL DEFAULT 0")
 
 
+class _Lost(Exception):
+    """The ledger file under our connection is not the one we opened (store loss)."""
+
+
 class SQLiteStore:
     def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
         self._path = path
@@ -149,6 +164,12 @@ class SQLiteStore:
         self._db: sqlite3.Connection | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._in_thread = 0  # transactions submitted to the worker thread, not yet done
+        # The file we opened (device, inode) and its epoch; see "Store epochs" in DESIGN.md.
+        self._ident: tuple[int, int, int, int, int] | None = None
+        self._epoch = ""
+        self._safe_after = 0.0
+        self._stale = False  # an in-transaction check found another file's data
+        self._dir_fd: int | None = None  # holds a shared flock on the directory while open
 
     @property
     def url(self) -> str:
@@ -163,21 +184,86 @@ class SQLiteStore:
             )
         await self._run(self._open)
 
-    def _open(self) -> None:
+    def _open(self, lost: bool = False) -> None:
         if self._db is not None:
             return
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True)
+            if self._dir_fd is None:
+                self._dir_fd = os.open(self._path.parent, os.O_RDONLY)
             db = sqlite3.connect(
                 self._path, timeout=0, isolation_level=None, check_same_thread=False
             )
             self._db = db
             self._retry(lambda: db.execute("PRAGMA journal_mode=WAL").fetchone())
             db.execute("PRAGMA synchronous=NORMAL")
-            self._write(_create_schema)
+            self._epoch, self._safe_after = self._write(
+                lambda db: self._init(db, lost), check=False
+            )
+            self._ident = self._identify()
+            self._stale = False
+            fcntl.flock(self._dir_fd, fcntl.LOCK_SH)  # "a process uses a ledger here"
         except (sqlite3.Error, OSError) as exc:
-            self._db = None
+            self._close()
             raise StoreUnavailable(f"cannot open the SQLite ledger {self._path}: {exc}") from exc
+
+    def _init(self, db: sqlite3.Connection, lost: bool) -> tuple[str, float]:
+        """Create the schema; a file without an epoch gets one. A new file replacing one
+        we used (``lost``), or created while another process uses a ledger in this
+        directory (perhaps a deleted file), grants nothing for RECOVERY_S."""
+        _create_schema(db)
+        rows = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        if "epoch" in rows:
+            return str(rows["epoch"]), float(rows.get("safe_after") or 0)
+        assert self._dir_fd is not None
+        others = False
+        try:
+            fcntl.flock(self._dir_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            others = True
+        now = self._clock()
+        safe_after = now + RECOVERY_S if lost or others else 0.0
+        epoch = secrets.token_hex(8)
+        db.executemany(
+            "INSERT INTO meta (key, value) VALUES (?, ?)",
+            [("epoch", epoch), ("safe_after", repr(safe_after)), ("created", repr(now))],
+        )
+        return epoch, safe_after
+
+    def _identify(self) -> tuple[int, int, int, int, int]:
+        """The files the path names now: the ledger (device, inode, size) and its WAL
+        (device, inode). While we are connected SQLite never deletes the WAL, and the
+        ledger never shrinks (no VACUUM): anything else is someone replacing them."""
+        main = os.stat(self._path)
+        wal = os.stat(f"{self._path}-wal")
+        return (main.st_dev, main.st_ino, main.st_size, wal.st_dev, wal.st_ino)
+
+    def _changed(self) -> bool:
+        """The path no longer names the files we opened (deleted, replaced, truncated)."""
+        if self._stale or self._ident is None:
+            return True
+        try:
+            now = self._identify()
+        except OSError:
+            return True
+        dev, ino, size, wal_dev, wal_ino = self._ident
+        if (now[0], now[1], now[3], now[4]) != (dev, ino, wal_dev, wal_ino) or now[2] < size:
+            return True
+        self._ident = now
+        return False
+
+    def _reopen(self) -> None:
+        log.warning("the SQLite ledger %s was replaced or lost: opening it anew", self._path)
+        self._close_db()
+        self._open(lost=True)
+
+    def _check_epoch(self, db: sqlite3.Connection) -> None:
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
+        except sqlite3.DatabaseError as exc:  # truncated, overwritten: not our ledger
+            raise _Lost from exc
+        if row is None or row[0] != self._epoch:
+            raise _Lost
 
     async def close(self) -> None:
         if self._executor is None:
@@ -186,10 +272,17 @@ class SQLiteStore:
         self._executor.shutdown(wait=True)
         self._executor = None
 
-    def _close(self) -> None:
+    def _close_db(self) -> None:
         if self._db is not None:
-            self._db.close()
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
             self._db = None
+
+    def _close(self) -> None:
+        self._close_db()
+        if self._dir_fd is not None:
+            os.close(self._dir_fd)  # and with it the directory's flock
+            self._dir_fd = None
 
     async def _op(self, body: Callable[[sqlite3.Connection], T]) -> T:
         """One transaction. Fast path: when no transaction of this process is with the
@@ -197,11 +290,12 @@ class SQLiteStore:
         inline, with no ``await`` in between, so nothing else can touch the connection
         meanwhile. Otherwise hand it, with its retries, to the one worker thread, which
         runs transactions one after another, so the event loop never blocks on a lock
-        held by another process."""
+        held by another process. Either way it first checks that the file is still the
+        one we opened (a replaced file is opened anew: see "Store epochs")."""
         db = self._db
         if db is None:
             raise StoreUnavailable("the SQLite ledger is not connected (call connect())")
-        if self._in_thread:
+        if self._in_thread or self._changed():
             return await self._run(lambda: self._write(body))
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -210,7 +304,12 @@ class SQLiteStore:
                 raise StoreUnavailable(f"SQLite ledger {self._path}: {exc}") from exc
             return await self._run(lambda: self._write(body))
         try:
+            self._check_epoch(db)
             result = body(db)
+        except _Lost:
+            db.execute("ROLLBACK")
+            self._stale = True
+            return await self._run(lambda: self._write(body))
         except sqlite3.Error as exc:
             db.execute("ROLLBACK")
             raise StoreUnavailable(f"SQLite ledger {self._path}: {exc}") from exc
@@ -256,19 +355,38 @@ class SQLiteStore:
                 time.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 1.5, 0.005)
 
-    def _write(self, body: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``body`` in one BEGIN IMMEDIATE transaction (retrying while locked)."""
+    def _write(self, body: Callable[[sqlite3.Connection], T], *, check: bool = True) -> T:
+        """Run ``body`` in one BEGIN IMMEDIATE transaction (retrying while locked), on a
+        connection to the file the path names now (reopened once if it changed)."""
+        try:
+            return self._write_once(body, check)
+        except _Lost:
+            self._stale = True
+        try:
+            return self._write_once(body, check)
+        except _Lost:
+            raise StoreUnavailable(
+                f"SQLite ledger {self._path}: the file changes under us as we open it"
+            ) from None
+
+    def _write_once(self, body: Callable[[sqlite3.Connection], T], check: bool) -> T:
+        if check and self._changed():
+            self._reopen()
         db = self._db
         if db is None:
             raise StoreUnavailable("the SQLite ledger is not connected (call connect())")
         self._retry(lambda: db.execute("BEGIN IMMEDIATE"))
         try:
+            if check:
+                self._check_epoch(db)
             result = body(db)
         except sqlite3.Error as exc:  # disk full, read-only file, I/O error...
-            db.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
             raise StoreUnavailable(f"SQLite ledger {self._path}: {exc}") from exc
         except BaseException:
-            db.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
             raise
         self._retry(lambda: db.execute("COMMIT"))
         return result
@@ -308,10 +426,12 @@ class SQLiteStore:
 
     async def register_pool(self, pool: str, capacity_mb: int) -> None:
         def body(db: sqlite3.Connection) -> None:
+            # A new pool's tokens start above any a lost ledger file can have issued.
+            floor = token_floor(max(self._clock(), self._safe_after))
             db.execute(
-                "INSERT INTO pools (name, capacity_mb) VALUES (?, ?) "
+                "INSERT INTO pools (name, capacity_mb, token) VALUES (?, ?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET capacity_mb = excluded.capacity_mb",
-                (pool, capacity_mb),
+                (pool, capacity_mb, floor),
             )
 
         await self._op(body)
@@ -327,6 +447,8 @@ class SQLiteStore:
         def body(db: sqlite3.Connection) -> GrantResult:
             now = self._clock()
             capacity, foreign, token, seq = self._pool_row(db, req.pool)
+            if now < self._safe_after:  # the file replaced one that was lost: recovering
+                return GrantResult(None, 0, 0, retry_after_s=self._safe_after - now)
             self._purge(db, req.pool, now)
             waiters = self._waiters(db, req.pool)
             mine = next((w for w in waiters if w.id == req.lease_id), None)
