@@ -16,8 +16,9 @@ Without a GPU it says so, and runs the same flow on the RAM pool (memory measure
 from /proc), exiting 0: that checks everything but CUDA.
 
 Options: ``--seconds`` of mixed traffic (default 60 on a GPU, 15 without), ``--room-mb``
-left to the coordinator on the GPU (default 2200), ``--grace-s`` (default 10, the
-coordinator's usage grace), ``--llama-server PATH``, ``--model PATH``, ``--out FILE``.
+left to the coordinator on the GPU (default 3000), ``--grace-s`` (default 15: the
+coordinator's usage watch samples every 2 s, waits 10 s after a refused grow, and a stop
+takes a few seconds), ``--llama-server PATH``, ``--model PATH``, ``--out FILE``.
 """
 
 from __future__ import annotations
@@ -437,11 +438,13 @@ def tokens_per_s(client: httpx.Client, url: str, model: str, rounds: int, tokens
     return done / wall if wall else 0.0
 
 
-def load_model(client: httpx.Client, url: str, model: str) -> float:
+def load_model(client: httpx.Client, url: str, model: str) -> float | str:
+    """Seconds until ``model`` is ready (an admin load that waits), or why it was refused."""
     started = time.monotonic()
     reply = client.post(url + f"/v1/admin/models/{model}/load", json={"wait": True})
-    reply.raise_for_status()
-    return time.monotonic() - started
+    if reply.status_code != 200:
+        return f"{reply.status_code}: {reply.text[:300]}"
+    return round(time.monotonic() - started, 2)
 
 
 def metric(text: str, name: str) -> float:
@@ -539,9 +542,9 @@ def drive(
         report["kit"] = kit
         # Cold loads, one model at a time (with the kit holding most of the GPU, each
         # load may evict the one before).
-        loads: dict[str, float] = {}
+        loads: dict[str, float | str] = {}
         for model_id, _ in MODELS:
-            loads[model_id] = round(load_model(client, url, model_id), 2)
+            loads[model_id] = load_model(client, url, model_id)
             tracked[:] = [int(kit["kit_pid"]), *_backend_pids(client, url)]
         report["load_s"] = loads
         # Mixed concurrent traffic over the three models: swaps under pressure.
@@ -587,7 +590,10 @@ def drive(
     }
     pool_status = client.get(url + "/v1/pool/status").json()
     report["slots"] = [
-        {k: s.get(k) for k in ("model", "state", "mb_per_pool", "leased_mb", "used_mb")}
+        {
+            k: s.get(k)
+            for k in ("model", "state", "mb_per_pool", "leased_bytes", "used_bytes", "stop_reason")
+        }
         for s in pool_status["slots"]
     ]
     client.close()
@@ -633,8 +639,8 @@ def _backend_port(client: httpx.Client, url: str, model: str) -> int | None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seconds", type=float, default=None)
-    parser.add_argument("--room-mb", type=int, default=2200)
-    parser.add_argument("--grace-s", type=float, default=10.0)
+    parser.add_argument("--room-mb", type=int, default=3000)
+    parser.add_argument("--grace-s", type=float, default=15.0)
     parser.add_argument("--llama-server", default=None)
     parser.add_argument("--model", default=None)
     parser.add_argument("--out", default=None)

@@ -166,6 +166,7 @@ def test_runs_here_says_there_is_no_gpu_and_checks_the_ram_pool(tmp_path: Path) 
     assert {"smol-2k#1", "smol-8k#2", "smol-32k#3", "kit-block"} <= set(audit["per_process"])
     assert all(row["max_used_mb"] > 0 for row in audit["per_process"].values())
     assert set(report["load_s"]) == {"smol-2k", "smol-8k", "smol-32k"}
+    assert all(isinstance(s, float) for s in report["load_s"].values()), report["load_s"]
     assert report["mixed"]["answers_by_status"].get("200", 0) > 0
     assert report["tokens_per_s"]["coordinator"] > 0
     assert report["tokens_per_s"]["direct"] > 0
