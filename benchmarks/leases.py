@@ -164,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         try:
             redis_url = args.redis or (valkey.start() if valkey else "")
+            if valkey is not None:
+                valkey.wait_out_recovery()  # a new server grants nothing for 7.5 s
             for store in stores:
                 for n in procs:
                     if store == "redis":

@@ -128,3 +128,20 @@ async def test_sigstopped_holder_finds_itself_fenced_when_it_resumes(
         assert [x.id for x in leases] == [lease.id]
         assert old_id != lease.id
         await lease.release()
+
+
+async def test_a_killed_holders_memory_is_granted_at_once(
+    mp_url: str, reaper: list[subprocess.Popen[str]]
+) -> None:
+    """kill -9 of a holder on this host: its memory is granted by the next acquire,
+    not after its TTL."""
+    proc = spawn("hold", mp_url, str(CAPACITY_MB), "30")
+    reaper.append(proc)
+    assert (await read_line(proc, 30)).startswith("held")
+    proc.kill()
+    proc.wait()
+    async with GPUBoss(mp_url, [Device(0, CAPACITY_MB)], host="mp", ttl_s=30) as boss:
+        started = time.monotonic()
+        async with boss.acquire(vram_mb=CAPACITY_MB, timeout=2) as lease:
+            assert lease.valid
+        assert time.monotonic() - started < 1.0

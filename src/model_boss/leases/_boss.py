@@ -29,6 +29,7 @@ from model_boss.errors import (
     StoreUnavailable,
     UnknownDevice,
 )
+from model_boss.leases._holders import holder_gone, process_started
 from model_boss.leases._lease import Lease, in_background, release_in_background
 from model_boss.leases._limits import (
     check_mb,
@@ -58,6 +59,8 @@ RETRY_MIN_S = 0.05
 #: How long a finished acquire waits for its withdrawal from the queue (the waiter's own
 #: TTL removes it anyway if the store does not answer).
 WITHDRAW_WAIT_S = 0.2
+#: A denied grant looks for leases of dead local processes at most this often.
+REAP_EVERY_S = 1.0
 RETRY_MAX_S = 1.0
 
 
@@ -125,6 +128,8 @@ class _Boss:
         self._capacity: dict[str, int] = {}
         self._held: dict[str, Lease] = {}
         self._connected = False
+        self._pid_started = process_started(os.getpid())
+        self._reaped_at = -REAP_EVERY_S
 
     @property
     def store(self) -> LeaseStore:
@@ -171,8 +176,12 @@ class _Boss:
     # -- queries ----------------------------------------------------------------------
 
     async def status(self) -> BossStatus:
+        """Every pool (after clearing leases of dead processes of this host)."""
         await self.connect()
-        return BossStatus(await self._store.pools())
+        pools = await self._store.pools()
+        if await self._reap(pools):
+            pools = await self._store.pools()
+        return BossStatus(pools)
 
     async def drain(self, pool: str | None = None, reason: str = "drain") -> int:
         """Ask every holder (of one pool, or all) to release; returns how many were asked."""
@@ -181,14 +190,26 @@ class _Boss:
 
     async def cleanup(self) -> int:
         """Release leases of processes on this host that no longer exist."""
-        import psutil
-
         await self.connect()
+        return await self._reap(await self._store.pools())
+
+    async def _reap(self, pools: list[PoolStatus]) -> int:
+        """Release the leases, among ``pools``, whose holder is a process of this host
+        that no longer exists (pid and start time, so a reused pid is not mistaken)."""
         removed = 0
-        for pool in await self._store.pools():
+        for pool in pools:
             for lease in pool.leases:
-                if lease.host == self.host and not psutil.pid_exists(lease.pid):
+                if lease.host == self.host and holder_gone(lease.pid, lease.pid_started):
+                    log.warning(
+                        "lease %s (%d MiB on %s) of %s: its process %d is gone, releasing it",
+                        lease.id,
+                        lease.mb,
+                        lease.pool,
+                        lease.holder,
+                        lease.pid,
+                    )
                     removed += int(await self._store.release(lease.pool, lease.id))
+        self._reaped_at = time.monotonic()
         return removed
 
     # -- acquiring --------------------------------------------------------------------
@@ -348,9 +369,9 @@ class _Boss:
                 ttl_s=ttl,
                 wait=pool == home,
                 waiter_ttl_s=max(2.0, 20 * self.poll_s),
+                pid_started=self._pid_started,
             )
-            sent = time.monotonic()
-            result = await self._grant_once(req)
+            result, sent = await self._grant_reaping(req)
             free[pool] = result.free_mb
             if result.lease is not None:
                 if attempt.queued_on is not None and attempt.queued_on != pool:
@@ -368,6 +389,24 @@ class _Boss:
                     reason = f"wanted by {self.holder} ({mb} MiB, priority {prio})"
                     await self._store.request_preemption(home, mb, prio, reason)
         return None
+
+    async def _grant_reaping(self, req: LeaseRequest) -> tuple[GrantResult, float]:
+        """One grant; if it was denied for want of memory, clear the leases of dead
+        processes of this host (at most every REAP_EVERY_S) and, if any, grant again.
+        Also returns when the granting request was sent (the lease's local clock)."""
+        sent = time.monotonic()
+        result = await self._grant_once(req)
+        if (
+            result.lease is None
+            and result.retry_after_s <= 0
+            and result.free_mb < req.mb + result.ahead_mb
+            and time.monotonic() - self._reaped_at >= REAP_EVERY_S
+        ):
+            pools = [p for p in await self._store.pools() if p.pool == req.pool]
+            if await self._reap(pools):
+                sent = time.monotonic()
+                result = await self._grant_once(req)
+        return result, sent
 
     async def _grant_once(self, req: LeaseRequest) -> GrantResult:
         """One grant. A store that forgot the pool (it lost its state) gets the pools

@@ -121,6 +121,7 @@ class MemoryStore:
                     token=p.token,
                     granted_at=now,
                     expires_at=now + req.ttl_s,
+                    pid_started=req.pid_started,
                 )
                 p.leases[lease.id] = lease
                 p.waiters.pop(req.lease_id, None)

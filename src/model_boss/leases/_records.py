@@ -37,6 +37,9 @@ class LeaseRequest:
     #: Waiters age: priority ``p`` queues as if it came ``(p - 1) * this`` seconds later.
     #: Every holder should use the same value (the default matches the coordinator's queue).
     aging_s_per_level: float = 10.0
+    #: When process ``pid`` started (psutil's create_time), so a reused pid is not
+    #: mistaken for the holder; 0: unknown.
+    pid_started: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,7 @@ class LeaseRecord:
     preempt_reason: str = ""
     #: The priority of whoever asked for the memory back; 0 for a drain (asks everyone).
     preempt_priority: int = 0
+    pid_started: float = 0.0  # when process ``pid`` started; 0: unknown
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,6 +82,7 @@ class LeaseRecord:
             preempt=bool(data.get("preempt", False)),
             preempt_reason=str(data.get("preempt_reason") or ""),
             preempt_priority=int(data.get("preempt_priority") or 0),
+            pid_started=float(data.get("pid_started") or 0.0),
         )
 
 

@@ -138,6 +138,7 @@ class RedisStore:
             "pid": req.pid,
             "host": req.host,
             "model_id": req.model_id,
+            "pid_started": req.pid_started,
         }
         out = await self._script(
             "GRANT",

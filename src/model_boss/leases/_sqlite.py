@@ -67,7 +67,8 @@ CREATE TABLE IF NOT EXISTS leases (
     expires_at REAL NOT NULL,
     preempt INTEGER NOT NULL DEFAULT 0,
     preempt_reason TEXT NOT NULL DEFAULT '',
-    preempt_priority INTEGER NOT NULL DEFAULT 0
+    preempt_priority INTEGER NOT NULL DEFAULT 0,
+    pid_started REAL NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS leases_pool ON leases (pool);
 CREATE TABLE IF NOT EXISTS meta (
@@ -89,14 +90,14 @@ CREATE TABLE IF NOT EXISTS waiters (
 
 LEASE_COLUMNS = (
     "id, pool, mb, priority, holder, pid, host, model_id, token, granted_at, expires_at, "
-    "preempt, preempt_reason, preempt_priority"
+    "preempt, preempt_reason, preempt_priority, pid_started"
 )
 LOCK_WAIT_S = 10.0
 
 
 def _lease(row: tuple[object, ...]) -> LeaseRecord:
     (lid, pool, mb, prio, holder, pid, host, model_id, token, granted, expires, pre, why, asker) = (
-        row
+        row[:14]
     )
     return LeaseRecord(
         id=str(lid),
@@ -113,6 +114,7 @@ def _lease(row: tuple[object, ...]) -> LeaseRecord:
         preempt=bool(pre),
         preempt_reason=str(why),
         preempt_priority=int(str(asker)),
+        pid_started=float(str(row[14])),
     )
 
 
@@ -151,6 +153,9 @@ def _create_schema(db: sqlite3.Connection) -> None:
     columns = {str(row[1]) for row in db.execute("PRAGMA table_info(leases)")}
     if "preempt_priority" not in columns:
         db.execute("ALTER TABLE leases ADD COLUMN preempt_priority INTEGER NOT NULL DEFAULT 0")
+    # ... and ``pid_started``; old rows read as 0 (unknown: only a missing pid is dead).
+    if "pid_started" not in columns:
+        db.execute("ALTER TABLE leases ADD COLUMN pid_started REAL NOT NULL DEFAULT 0")
 
 
 class _Lost(Exception):
@@ -477,11 +482,12 @@ class SQLiteStore:
                     token=token + 1,
                     granted_at=now,
                     expires_at=now + req.ttl_s,
+                    pid_started=req.pid_started,
                 )
                 db.execute("UPDATE pools SET token = ? WHERE name = ?", (lease.token, req.pool))
                 db.execute(
                     f"INSERT INTO leases ({LEASE_COLUMNS}) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, '', 0)",
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, '', 0, ?)",
                     (
                         lease.id,
                         lease.pool,
@@ -494,6 +500,7 @@ class SQLiteStore:
                         lease.token,
                         lease.granted_at,
                         lease.expires_at,
+                        lease.pid_started,
                     ),
                 )
                 if mine is not None:
