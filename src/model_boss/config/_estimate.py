@@ -77,26 +77,22 @@ class GgufInfo:
         return (self.weights_bytes - self.layer_weights_bytes) / _MB
 
 
-def _field(reader: Any, key: str) -> Any:
-    f = reader.fields.get(key)
-    return None if f is None else f.contents()
-
-
 def read_gguf_info(path: str | Path) -> GgufInfo:
-    """The metadata of a GGUF file that the estimate needs."""
-    from gguf import GGUFReader  # lazy: numpy is only needed for GGUF estimates
+    """The metadata of a GGUF file that the estimate needs (read by ``_gguf.py``)."""
+    from model_boss.config._gguf import read_gguf_header
 
     try:
-        reader = GGUFReader(str(path))
-    except (OSError, ValueError) as exc:
+        header = read_gguf_header(path)
+    except (OSError, ValueError, KeyError) as exc:
         raise ConfigError(f"{path}: not a readable GGUF file: {exc}") from None
-    arch = _field(reader, "general.architecture")
+    fields: dict[str, Any] = header.fields
+    arch = fields.get("general.architecture")
     if not isinstance(arch, str):
         raise ConfigError(f"{path}: GGUF file has no general.architecture")
-    layers = _field(reader, f"{arch}.block_count")
-    heads = _field(reader, f"{arch}.attention.head_count")
-    kv_heads = _field(reader, f"{arch}.attention.head_count_kv")
-    embed = _field(reader, f"{arch}.embedding_length")
+    layers = fields.get(f"{arch}.block_count")
+    heads = fields.get(f"{arch}.attention.head_count")
+    kv_heads = fields.get(f"{arch}.attention.head_count_kv")
+    embed = fields.get(f"{arch}.embedding_length")
     if isinstance(kv_heads, list):  # per-layer counts in some architectures
         kv_heads = max(kv_heads)
     if isinstance(heads, list):
@@ -104,11 +100,11 @@ def read_gguf_info(path: str | Path) -> GgufInfo:
     if not isinstance(layers, int) or not isinstance(heads, int) or not isinstance(embed, int):
         raise ConfigError(f"{path}: GGUF file lacks {arch}.block_count/head_count/embedding_length")
     kv = int(kv_heads) if isinstance(kv_heads, int) else heads
-    key_dim = _field(reader, f"{arch}.attention.key_length") or embed // max(1, heads)
-    value_dim = _field(reader, f"{arch}.attention.value_length") or key_dim
-    ctx = _field(reader, f"{arch}.context_length") or DEFAULT_CONTEXT
-    weights = sum(int(t.n_bytes) for t in reader.tensors)
-    in_layers = sum(int(t.n_bytes) for t in reader.tensors if t.name.startswith("blk."))
+    key_dim = fields.get(f"{arch}.attention.key_length") or embed // max(1, heads)
+    value_dim = fields.get(f"{arch}.attention.value_length") or key_dim
+    ctx = fields.get(f"{arch}.context_length") or DEFAULT_CONTEXT
+    weights = sum(size for _, size in header.tensors)
+    in_layers = sum(size for name, size in header.tensors if name.startswith("blk."))
     return GgufInfo(arch, layers, kv, int(key_dim), int(value_dim), int(ctx), weights, in_layers)
 
 
