@@ -5,7 +5,9 @@
 Each process loops ``async with boss.acquire(vram_mb=1): pass`` through the public
 GPUBoss API (one grant and one release per round trip) against a Redis ledger (a
 private Valkey started here unless ``--redis`` is given) and the embedded SQLite
-ledger. In the same run it measures a baseline with the same processes: the cheapest
+ledger, and the same Redis store over redis-py (with hiredis when installed) instead of
+our own RESP client (``redis-py`` rows: the maintained-client comparison). In the same
+run it measures a baseline with the same processes: the cheapest
 write round trip each store can do (Redis: a plain SET + DEL with redis-py, the usual
 Python client; SQLite: two one-row BEGIN IMMEDIATE transactions with sqlite3), and
 prints our rate as a ratio of it.
@@ -29,8 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
 from model_boss import Device, GPUBoss
+from model_boss.leases._redis import RedisStore
+from model_boss.leases._resp import RespError
 from model_boss.testing import ValkeyServer
 
 TARGETS = {"redis": 5000.0, "sqlite": 1000.0}  # grant+release/s from 4 processes
@@ -54,8 +59,33 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def _leases(url: str, start_at: float, seconds: float) -> list[float]:
+class _RedisPyConnection:
+    """redis-py (with hiredis when installed) behind the RESP client's ``call`` interface,
+    so the same RedisStore and Lua scripts run over the maintained client."""
+
+    def __init__(self, url: str) -> None:
+        self.client = aioredis.Redis.from_url(url.split("?")[0])
+
+    async def call(self, *args: object) -> Any:
+        try:
+            return await self.client.execute_command(*args)  # type: ignore[no-untyped-call]
+        except ResponseError as exc:
+            raise RespError(str(exc)) from exc
+
+    def reset(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+async def _leases(url: str, start_at: float, seconds: float, client: str = "resp") -> list[float]:
     async with GPUBoss(url, [Device(0, 10**9)], host="bench", ttl_s=30) as boss:
+        if client == "redis-py":
+            store = boss.store
+            assert isinstance(store, RedisStore)
+            await store.close()
+            store._conn = _RedisPyConnection(url)  # type: ignore[assignment]
         await asyncio.sleep(max(0.0, start_at - time.time()))
         lat: list[float] = []
         end = time.perf_counter() + seconds
@@ -105,6 +135,8 @@ def _worker(args: tuple[str, str, float, float]) -> list[float]:
     kind, target, start_at, seconds = args
     if kind == "leases":
         return asyncio.run(_leases(target, start_at, seconds))
+    if kind == "leases-redis-py":
+        return asyncio.run(_leases(target, start_at, seconds, "redis-py"))
     if kind == "redis-baseline":
         return asyncio.run(_redis_baseline(target, start_at, seconds))
     return _sqlite_baseline(target, start_at, seconds)
@@ -124,17 +156,18 @@ def measure(
 ) -> Row:
     """Alternate ours and the baseline ``repeat`` times; report the median of each (a
     shared 2-core machine drifts between runs, and alternating spreads that evenly)."""
-    base_kind = "redis-baseline" if store == "redis" else "sqlite-baseline"
+    base_kind = "sqlite-baseline" if store == "sqlite" else "redis-baseline"
+    kind = "leases-redis-py" if store == "redis-py" else "leases"
     rates: list[float] = []
     base_rates: list[float] = []
     lat: list[float] = []
     for _ in range(repeat):
-        rate_i, lat_i = _run("leases", url, procs, seconds)
+        rate_i, lat_i = _run(kind, url, procs, seconds)
         rates.append(rate_i)
         lat.extend(lat_i)
         base_rates.append(_run(base_kind, baseline_target, procs, seconds)[0])
     rate, base_rate = statistics.median(rates), statistics.median(base_rates)
-    target = TARGETS[store] if procs == 4 else None
+    target = TARGETS.get(store) if procs == 4 else None
     return Row(
         store=store,
         procs=procs,
@@ -154,13 +187,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per row (median)")
     parser.add_argument("--procs", default="1,4", help="comma-separated process counts")
     parser.add_argument("--redis", default=None, help="Redis URL (default: a private Valkey)")
-    parser.add_argument("--stores", default="redis,sqlite")
+    parser.add_argument(
+        "--stores",
+        default="redis,sqlite,redis-py",
+        help="redis (our RESP client), sqlite, redis-py (the same store over redis-py)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     procs = [int(p) for p in args.procs.split(",")]
     stores = args.stores.split(",")
     rows: list[Row] = []
-    valkey = ValkeyServer() if args.redis is None and "redis" in stores else None
+    valkey = ValkeyServer() if args.redis is None and {"redis", "redis-py"} & set(stores) else None
     with tempfile.TemporaryDirectory() as tmp:
         try:
             redis_url = args.redis or (valkey.start() if valkey else "")
@@ -168,9 +205,9 @@ def main(argv: list[str] | None = None) -> int:
                 valkey.wait_out_recovery()  # a new server grants nothing for 7.5 s
             for store in stores:
                 for n in procs:
-                    if store == "redis":
-                        url = f"{redis_url}?prefix=bench-{n}:"
-                        rows.append(measure("redis", url, redis_url, n, args.seconds, args.repeat))
+                    if store in ("redis", "redis-py"):
+                        url = f"{redis_url}?prefix=bench-{store}-{n}:"
+                        rows.append(measure(store, url, redis_url, n, args.seconds, args.repeat))
                     else:
                         url = f"sqlite:///{Path(tmp) / f'ledger-{n}.db'}"
                         base = str(Path(tmp) / f"baseline-{n}.db")
