@@ -78,3 +78,21 @@ def test_measured_footprint_replaces_the_estimate_for_the_next_load(tmp_path: Pa
     book.record("a", 4700)
     assert book.vram_for(spec) == 4700
     assert book.get("a") == 4700
+
+
+def test_the_overhead_grows_with_the_vocabulary_by_one_micro_batch_of_logits() -> None:
+    from model_boss.backends import models_dir
+    from model_boss.backends._demo_model import DEMO_MODEL_FILE
+
+    path = models_dir() / DEMO_MODEL_FILE
+    if not path.is_file():
+        pytest.fail(f"the demo model is fetched by `make setup`: missing {path}")
+    info = read_gguf_info(path)
+    assert info.vocab_size == 49152  # the tokenizer's array length: no vocab_size key
+    assert info.overhead_mb == OVERHEAD_MB + 49152 * 512 * 4 / 2**20  # + 96 MB
+    # Peak GPU memory of llama-server (CUDA 13, H200, --parallel 2) per context size, as
+    # benchmarks/gpu_check.py measured it through NVML: the estimate is within 5 % (the
+    # coordinator's usage tolerance), and the 512 MB overhead alone was 104-119 MB short.
+    for context, measured in ((2048, 754), (8192, 892), (32768, 1444)):
+        estimate = estimate_vram_mb(path, context_size=context)
+        assert abs(estimate - measured) <= 0.05 * measured, (context, estimate, measured)

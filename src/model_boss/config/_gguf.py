@@ -35,14 +35,22 @@ _KEEP_ARRAY = 4096
 class GgufHeader:
     """Scalar (and short numeric array) metadata, and each tensor's name and bytes."""
 
-    def __init__(self, fields: dict[str, object], tensors: list[tuple[str, int]]) -> None:
+    def __init__(
+        self,
+        fields: dict[str, object],
+        tensors: list[tuple[str, int]],
+        array_lengths: dict[str, int] | None = None,
+    ) -> None:
         self.fields = fields
         self.tensors = tensors
+        #: The length of every array field, the skipped ones too (e.g. the vocabulary).
+        self.array_lengths = array_lengths or {}
 
 
 class _Reader:
     def __init__(self, f: BinaryIO) -> None:
         self.f = f
+        self.last_array_length = 0
 
     def unpack(self, fmt: str) -> object:
         size = struct.calcsize(fmt)
@@ -75,6 +83,7 @@ class _Reader:
             return self.string()
         if kind == _ARRAY:
             item, count = self.u32(), self.u64()
+            self.last_array_length = count
             if item in _SCALARS and count <= _KEEP_ARRAY:
                 return [self.unpack(_SCALARS[item]) for _ in range(count)]
             if item in _SCALARS:
@@ -102,9 +111,13 @@ def read_gguf_header(path: str | Path) -> GgufHeader:
             raise ValueError(f"GGUF version {version} is not supported")
         n_tensors, n_fields = r.u64(), r.u64()
         fields: dict[str, object] = {}
+        lengths: dict[str, int] = {}
         for _ in range(n_fields):
             key = r.string()
-            value = r.value(r.u32())
+            kind = r.u32()
+            value = r.value(kind)
+            if kind == _ARRAY:
+                lengths[key] = r.last_array_length
             if value is not None:
                 fields[key] = value
         tensors: list[tuple[str, int]] = []
@@ -118,4 +131,4 @@ def read_gguf_header(path: str | Path) -> GgufHeader:
                 elements *= d
             block, size = GGML_QUANT_SIZES[GGMLQuantizationType(kind)]
             tensors.append((name, elements // block * size))
-    return GgufHeader(fields, tensors)
+    return GgufHeader(fields, tensors, lengths)
