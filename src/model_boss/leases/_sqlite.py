@@ -158,6 +158,16 @@ def _create_schema(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE leases ADD COLUMN pid_started REAL NOT NULL DEFAULT 0")
 
 
+def _why_not(path: Path) -> str:
+    """What the filesystem says, when SQLite's own message does not ("unable to open")."""
+    try:
+        if os.statvfs(path.parent).f_flag & os.ST_RDONLY:
+            return " (the filesystem is read-only)"
+    except OSError:
+        pass
+    return ""
+
+
 class _Lost(Exception):
     """The ledger file under our connection is not the one we opened (store loss)."""
 
@@ -210,7 +220,9 @@ class SQLiteStore:
             fcntl.flock(self._dir_fd, fcntl.LOCK_SH)  # "a process uses a ledger here"
         except (sqlite3.Error, OSError) as exc:
             self._close()
-            raise StoreUnavailable(f"cannot open the SQLite ledger {self._path}: {exc}") from exc
+            raise StoreUnavailable(
+                f"cannot open the SQLite ledger {self._path}: {exc}{_why_not(self._path)}"
+            ) from exc
 
     def _init(self, db: sqlite3.Connection, lost: bool) -> tuple[str, float]:
         """Create the schema; a file without an epoch gets one. A new file replacing one
