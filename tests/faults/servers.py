@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -147,9 +148,10 @@ class TcpProxy:
     ``delay_s`` holds every chunk that long in both directions.
     """
 
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int, *, tls: ssl.SSLContext | None = None) -> None:
         self.port = free_port()
         self.target_port = target_port
+        self.tls = tls  # terminate TLS here (a TLS Redis, since this Valkey has none)
         self.delay_s = 0.0
         self._dropped = False
         self._loop = asyncio.new_event_loop()
@@ -163,7 +165,9 @@ class TcpProxy:
         return self
 
     async def _listen(self) -> None:
-        self._server = await asyncio.start_server(self._client, "127.0.0.1", self.port)
+        self._server = await asyncio.start_server(
+            self._client, "127.0.0.1", self.port, ssl=self.tls
+        )
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._dropped:
