@@ -5,8 +5,8 @@ a CA made here with openssl) stands in front of it."""
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterator
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
