@@ -14,6 +14,7 @@ __all__ = [
     "LeaseDenied",
     "LeaseGranted",
     "LeaseGrown",
+    "PoolOutside",
     "PreemptAsked",
     "RequestArrived",
     "RequestCancelled",
@@ -123,6 +124,17 @@ class LeaseGrown:
 
 
 @dataclass(frozen=True, slots=True)
+class PoolOutside:
+    """``mb`` of ``pool`` are held outside this scheduler: other holders' leases and memory
+    the ledger counts as foreign. Placement leaves that much alone until told otherwise
+    (0: nothing is held outside). The owner sends it when the ledger shows a change."""
+
+    now: float
+    pool: str
+    mb: int
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """Time passed; send one at ``Scheduler.next_wakeup()`` (or periodically)."""
 
@@ -171,4 +183,5 @@ Event = (
     | PreemptAsked
     | SlotUsage
     | LeaseGrown
+    | PoolOutside
 )

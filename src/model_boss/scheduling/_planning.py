@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 
 from model_boss.scheduling._effects import AcquireLease, Effect, LoadRefused
+from model_boss.scheduling._events import PoolOutside
 from model_boss.scheduling._eviction import VictimCandidate
 from model_boss.scheduling._placement import Placement, PoolView, place
 from model_boss.scheduling._pool import ModelPool, Slot, SlotState
@@ -38,6 +39,7 @@ class ModelState:
     overuse_strikes: int = 0  # slots stopped in a row for using more than their lease
     overuse_last: str = ""  # why the last one was stopped
     overuse_refused: str = ""  # why the model is refused (kept exceeding), until AdminLoad
+    denied_pools: tuple[str, ...] = ()  # where its last lease was denied (until one is granted)
 
 
 class LoadPlanner:
@@ -55,11 +57,15 @@ class LoadPlanner:
     _blocked: bool
     _blocked_key: float
     _blocked_need: int
+    _loads_dirty: bool
 
     def _drain(self, slot: Slot, out: list[Effect], reason: str, *, evicted: bool = False) -> None:
         raise NotImplementedError
 
     def _reject_crowded(self, m: ModelState, now: float, out: list[Effect]) -> None:
+        raise NotImplementedError
+
+    def _forget_slot(self, slot: Slot) -> None:
         raise NotImplementedError
 
     def _mark_cold(self, m: ModelState, now: float) -> bool:
@@ -170,7 +176,7 @@ class LoadPlanner:
     def _placement(self, m: ModelState, key: float, now: float) -> Placement | None:
         splittable = m.profile.splittable
         pools = self.pool.of_kind(m.profile.pool_kind)
-        free = [PoolView(p.pool_id, p.capacity_mb, p.free_mb) for p in pools]
+        free = [PoolView(p.pool_id, p.room_mb, p.free_mb) for p in pools]
         plan = place(m.vram_mb, free, splittable=splittable, allow_evict=False)
         if plan is not None:
             return plan
@@ -217,7 +223,7 @@ class LoadPlanner:
                 and s.model != mid
                 and (not c.busy or (busy_key is not None and head_key > busy_key))
             )
-            views.append(PoolView(pool.pool_id, pool.capacity_mb, pool.free_mb, cands))
+            views.append(PoolView(pool.pool_id, pool.room_mb, pool.free_mb, cands))
         return views
 
     def _snapshot(self, now: float) -> dict[str, list[tuple[Slot, VictimCandidate, float]]]:
@@ -317,9 +323,71 @@ class LoadPlanner:
             plan = place(m.vram_mb, views, splittable=m.profile.splittable, single_ok=single_ok)
             if plan is None:
                 if not m.slots:  # with some replicas placed, the load goes on with those
-                    out.append(LoadRefused(m.profile.model_id, "not enough free memory"))
+                    out.append(LoadRefused(m.profile.model_id, self._no_room_reason(m)))
                 return
             self._execute(m, plan, now, out, pinned=True, reason=f"load {m.profile.model_id}")
+
+    def _no_room_reason(self, m: ModelState) -> str:
+        held = [p for p in self.pool.of_kind(m.profile.pool_kind) if p.outside_mb > 0]
+        if not held:
+            return "not enough free memory"
+        others = ", ".join(f"{p.pool_id}={p.outside_mb} MB" for p in held)
+        return f"not enough free memory for {m.vram_mb} MB (other programs hold {others})"
+
+    # -- memory held outside the scheduler (PoolOutside) ------------------------------------
+
+    def _on_pool_outside(self, ev: PoolOutside, out: list[Effect]) -> None:
+        pool = self.pool.pools.get(ev.pool)
+        mb = max(0, int(ev.mb))
+        if pool is None or mb == pool.outside_mb:
+            return
+        pool.outside_mb = mb
+        self._loads_dirty = True  # less room: evict for what waits; more: a blocked load fits
+        self._pending_dirty = True
+        if pool.free_mb < 0:
+            self._unplace(pool.pool_id, ev.now)
+        for m in self.models.values():
+            if ev.pool in m.denied_pools and (
+                m.retry_at > ev.now or (m.pin_want > len(m.slots) and m.repin_at > ev.now)
+            ):
+                self._retry_denied(m, ev.now)  # denied on this pool: the books know more now
+
+    def _unplace(self, pool_id: str, now: float) -> None:
+        """Others took room that slots waiting to ask for their lease were placed in: take
+        them back (newest first) until the pool's promises fit again; planning places them
+        anew, evicting more or waiting."""
+        pool = self.pool.pools[pool_id]
+        for slot in reversed(self._pending):
+            if pool.free_mb >= 0:
+                return
+            if (
+                slot.state is not SlotState.PENDING
+                or slot.lease_requested
+                or pool_id not in slot.pools
+            ):
+                continue
+            m = self.models[slot.model]
+            self._forget_slot(slot)
+            self.pool.stopped(slot)
+            if slot.pinned:
+                self._retry_denied(m, now)
+
+    def _short_beside_outside(self, pools: tuple[str, ...], mb_per_pool: int) -> bool:
+        """Does memory held outside leave less than ``mb_per_pool`` free on one of ``pools``?"""
+        return any(
+            (p := self.pool.pools[pool_id]).outside_mb > 0 and p.free_mb < mb_per_pool
+            for pool_id in pools
+        )
+
+    def _retry_denied(self, m: ModelState, now: float) -> None:
+        """Plan ``m`` again in this round (a pinned model: its replicas), without the back-off
+        of a lease denial: the books now account for what the denial was about."""
+        m.retry_at = -math.inf
+        if m.pin_want > len(m.slots):
+            m.repin_at = now
+            self._wake(m, now, now)
+        self._mark_cold(m, now)
+        self._loads_dirty = True
 
     def _pinned_slot_lost(self, m: ModelState, now: float) -> None:
         """A pinned replica was denied its lease or failed: try again later, backing off

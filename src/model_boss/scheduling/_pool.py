@@ -10,6 +10,9 @@ Two sums per pool: ``promised_mb`` counts slots that will hold memory (PENDING, 
 READY) and is what placement sees; ``used_mb`` counts memory actually leased (from the
 ``AcquireLease`` until ``SlotStopped``). A DRAINING slot has left ``promised_mb`` but not
 ``used_mb``, so its memory can be promised to a PENDING slot that waits for it.
+``outside_mb`` is what other lease holders (and memory the ledger counts as foreign) hold on
+the pool now, as the owner last reported it (``PoolOutside``): placement leaves it alone, but
+it is temporary, so the questions "could this model ever fit" still use the full capacity.
 """
 
 from __future__ import annotations
@@ -89,11 +92,18 @@ class MemoryPool:
     pinned_mb: int = 0  # promised to live pinned slots: never available to other models
     slots: dict[SlotId, Slot] = field(default_factory=dict)
     kind: str = "gpu"  # gpu or ram: see PoolSpec
+    outside_mb: int = 0  # held by other programs now (PoolOutside); never ours to hand out
 
     @property
     def free_mb(self) -> int:
-        """Memory not promised to any live slot: what placement may hand out."""
-        return self.capacity_mb - self.promised_mb
+        """Memory neither promised to a live slot nor held outside: what placement may hand
+        out (negative when others took more than was left)."""
+        return self.capacity_mb - self.promised_mb - self.outside_mb
+
+    @property
+    def room_mb(self) -> int:
+        """The most this scheduler could hold on the pool now, beside what others hold."""
+        return max(0, self.capacity_mb - self.outside_mb)
 
 
 class ModelPool:
@@ -192,9 +202,10 @@ class ModelPool:
         return sum(p.pinned_mb for p in self.pools.values())
 
     def can_lease(self, slot: Slot) -> bool:
-        """True once every pool of a PENDING slot physically has its memory free."""
+        """True once every pool of a PENDING slot physically has its memory free (beside
+        what is held outside)."""
         return all(
-            self.pools[p].capacity_mb - self.pools[p].used_mb >= slot.mb_per_pool
+            (pool := self.pools[p]).capacity_mb - pool.used_mb - pool.outside_mb >= slot.mb_per_pool
             for p in slot.pools
         )
 

@@ -24,6 +24,7 @@ from model_boss.scheduling._events import (
     LeaseDenied,
     LeaseGranted,
     LeaseGrown,
+    PoolOutside,
     PreemptAsked,
     RequestArrived,
     RequestCancelled,
@@ -100,6 +101,7 @@ class Scheduler(LoadPlanner, UsagePolicy):
             PreemptAsked: self._on_preempt,
             SlotUsage: self._on_usage,
             LeaseGrown: self._on_lease_grown,
+            PoolOutside: self._on_pool_outside,
         }
 
     # -- public -----------------------------------------------------------------------------
@@ -252,6 +254,7 @@ class Scheduler(LoadPlanner, UsagePolicy):
             self._loads_dirty = True
             self._pending_dirty = True
         elif self.pool.loading(slot):
+            self.models[slot.model].denied_pools = ()
             out.append(StartSlot(slot.slot_id, slot.model, slot.pools, slot.mb_per_pool))
 
     def _on_lease_denied(self, ev: LeaseDenied, out: list[Effect]) -> None:
@@ -263,6 +266,12 @@ class Scheduler(LoadPlanner, UsagePolicy):
         self.pool.failed(slot)
         self._pending_dirty = True
         m = self.models[slot.model]
+        m.denied_pools = slot.pools
+        if self._short_beside_outside(slot.pools, slot.mb_per_pool):
+            # What other programs hold (PoolOutside) explains the denial: plan again now,
+            # evicting idle slots of ours if that makes room, or wait for them to release.
+            self._retry_denied(m, ev.now)
+            return
         m.retry_at = ev.now + self.config.retry_after_s
         self._wake(m, m.retry_at, ev.now)
         if pinned:

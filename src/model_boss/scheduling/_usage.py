@@ -72,9 +72,11 @@ class UsagePolicy:
         short = [p for p, mb in over.items() if self.pool.pools[p].free_mb < mb]
         if short:
             p = short[0]
+            held = self.pool.pools[p].outside_mb
             why = (
                 f"{over[p]} MB more could not be granted: the coordinator has promised the "
                 f"rest of {p} to other models"
+                + (f" (other programs hold {held} MB of it)" if held else "")
             )
             self._refuse(slot, p, why, ev.now)
             return
