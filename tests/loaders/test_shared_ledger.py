@@ -55,7 +55,7 @@ async def test_the_kit_and_the_coordinator_share_one_gpu_without_over_committing
                 "mine", loader=FunctionLoader(lambda p, t: t), vram_mb=8000, timeout=60
             )
             waited = time.monotonic() - started
-            assert mine.target == Target("cuda:0", 0, 8000)
+            assert mine.target == Target("cuda:0", 0, 8000, total_mb=10_000)
             assert model_state(url, "sim") != "ready"  # the coordinator gave its memory back
             (gpu,) = (await boss.status()).pools
             assert gpu.used_mb == 8000
