@@ -22,6 +22,7 @@ from model_boss.scheduling import (
     SlotReady,
     SlotState,
     SlotStopped,
+    SlotUsage,
     StartSlot,
     StopSlot,
     Tick,
@@ -257,3 +258,15 @@ def test_an_unchanged_report_changes_nothing() -> None:
     h.send(PoolOutside(5.0, "gpu0", KIT_MB))
     assert h.send(PoolOutside(6.0, "gpu0", KIT_MB)) == []
     assert h.send(PoolOutside(6.0, "nope", KIT_MB)) == []  # a pool it does not know
+
+
+def test_a_slot_over_its_lease_beside_another_holder_is_refused_more_without_asking() -> None:
+    h = gpu(config=SchedulerConfig(overuse_grace_s=10.0))
+    two_idle(h)
+    h.send(PoolOutside(5.0, "gpu0", KIT_MB))
+    (slot,) = [s for s in h.scheduler.pool if s.model == "smol-2k"]
+    # 2,000 MB more than its lease: the ledger has 1,368 MB left beside the kit.
+    assert h.send(SlotUsage(6.0, slot.slot_id, {"gpu0": 2740})) == []
+    (stop,) = stops(h.tick(16.0))
+    assert "2000 MB more could not be granted" in stop.reason
+    assert f"other programs hold {KIT_MB} MB of gpu0" in stop.reason

@@ -146,10 +146,12 @@ class Engine(EngineUsage):
         clock: Callable[[], float] = time.monotonic,
         usage_interval_s: float | None = 2.0,
         gpu_probe: GpuProcessProbe | None = None,
+        outside_interval_s: float | None = 2.0,
     ) -> None:
         """``usage_interval_s``: how often the usage watch measures each ready slot's
         backend (None or 0: never); ``gpu_probe``: its per-process GPU memory source
-        (default NVML)."""
+        (default NVML); ``outside_interval_s``: how often the ledger is read for what other
+        holders hold (None or 0: only after a denied lease)."""
         if factory is None:
             from model_boss.backends import create_backend
 
@@ -166,6 +168,9 @@ class Engine(EngineUsage):
         self._usage_interval_s = usage_interval_s or None
         self._gpu_probe = gpu_probe
         self._usage_task: asyncio.Task[None] | None = None
+        self._outside_interval_s = outside_interval_s or None
+        self._outside: dict[str, int] = {}
+        self._outside_task: asyncio.Task[None] | None = None
         self.stopped_for_errors: collections.deque[dict[str, Any]] = collections.deque(maxlen=20)
         self._events: asyncio.Queue[Event] = asyncio.Queue()
         self._tickets: dict[str, Ticket] = {}
@@ -191,15 +196,20 @@ class Engine(EngineUsage):
             self._usage_task = asyncio.get_running_loop().create_task(
                 self._watch_usage(), name="engine-usage"
             )
+        if self._outside_interval_s is not None:
+            self._outside_task = asyncio.get_running_loop().create_task(
+                self._watch_outside(), name="engine-outside"
+            )
         self._post(Tick(self._clock()))
 
     async def stop(self) -> None:
         """Stop every backend, release every lease, fail what is still waiting."""
-        if self._usage_task is not None:
-            self._usage_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._usage_task
-            self._usage_task = None
+        for watch in (self._usage_task, self._outside_task):
+            if watch is not None:
+                watch.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watch
+        self._usage_task = self._outside_task = None
         if self._runner is not None:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -562,6 +572,8 @@ class Engine(EngineUsage):
             self._slots.pop(rt.slot_id, None)
             if not any(other.model == rt.model for other in self._slots.values()):
                 self._fail_load_waiters(rt.model, f"its memory was not granted: {exc}")
+            # Tell the scheduler first what others hold: it may evict idle slots of its own.
+            await self.refresh_outside(effect.pools, exact=True)
             self._post(LeaseDenied(self._clock(), rt.slot_id, str(exc)))
             return
         for lease in rt.leases:

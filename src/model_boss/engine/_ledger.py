@@ -69,6 +69,24 @@ class SlotLedger:
             return None
         return next((p for p in (await target.boss.status()).pools if p.pool == pool), None)
 
+    async def outside(self, pools: Iterable[str] | None = None) -> dict[str, int]:
+        """MB held on each of ``pools`` (default: all of the coordinator's) by anyone but
+        this coordinator: other holders' leases plus memory the ledger counts as foreign
+        (refreshed from NVML first on real GPUs)."""
+        wanted = set(self._targets) if pools is None else set(pools) & set(self._targets)
+        if not wanted:
+            return {}
+        if self.gpu is not None and any(self._targets[p].gpu is not None for p in wanted):
+            await self.gpu.refresh_foreign()
+        out: dict[str, int] = {}
+        for status in await self.status():
+            if status.pool not in wanted:
+                continue
+            mine = self.holder(status.pool)
+            own = sum(lease.mb for lease in status.leases if lease.holder == mine)
+            out[status.pool] = max(0, status.used_mb + status.foreign_mb - own)
+        return out
+
     def holder(self, pool: str) -> str | None:
         """The name this coordinator holds (and waits for) leases under on ``pool``."""
         target = self._targets.get(pool)

@@ -6,6 +6,11 @@ on a GPU: :func:`~model_boss.backends.measure_backend`) and posts ``SlotUsage``;
 out ``GrowLease`` as one try at the ledger that asks nobody to give memory back, keeps a
 granted lease with the slot's (released with them), and posts ``LeaseGrown``. What to do
 about an excess is the scheduler's decision (``scheduling/_usage.py``).
+
+Beside it, every ``outside_interval_s`` and after every lease the ledger denied (or a grow
+it refused), it reads what other holders hold on each pool and posts ``PoolOutside`` when
+that changed, so that the scheduler places models beside them (evicting its own idle
+slots when that makes room) instead of asking for memory that is not there.
 """
 
 from __future__ import annotations
@@ -18,16 +23,28 @@ from typing import TYPE_CHECKING, Any
 from model_boss.backends import BackendState, Footprint, GpuProcessProbe, measure_backend
 from model_boss.engine._ledger import SlotLedger
 from model_boss.leases import Lease
-from model_boss.scheduling import Event, GrowLease, LeaseGrown, Scheduler, SlotState, SlotUsage
+from model_boss.scheduling import (
+    Event,
+    GrowLease,
+    LeaseGrown,
+    PoolOutside,
+    Scheduler,
+    SlotState,
+    SlotUsage,
+)
 
 if TYPE_CHECKING:
     from model_boss.engine._engine import _SlotRuntime
 
-__all__ = ["EngineUsage", "pool_usage"]
+__all__ = ["OUTSIDE_STEP_MB", "EngineUsage", "pool_usage"]
 
 log = logging.getLogger("model_boss.engine")
 
 _MB = 1024 * 1024
+
+#: A change in what others hold by this many MB or less is not worth an event (NVML's count
+#: of a GPU's foreign memory moves a little all the time); after a denial any change is.
+OUTSIDE_STEP_MB = 16
 
 
 def _released(rt: _SlotRuntime) -> bool:
@@ -54,6 +71,8 @@ class EngineUsage:
     _clock: Callable[[], float]
     _usage_interval_s: float | None
     _gpu_probe: GpuProcessProbe | None
+    _outside_interval_s: float | None
+    _outside: dict[str, int]  # what PoolOutside last told the scheduler, per pool
 
     def _post(self, event: Event) -> None:
         raise NotImplementedError
@@ -95,6 +114,32 @@ class EngineUsage:
             rt.measured_at = self._clock()
             self._post(SlotUsage(rt.measured_at, rt.slot_id, dict(rt.used_mb)))
 
+    async def _watch_outside(self) -> None:
+        interval = self._outside_interval_s
+        assert interval is not None
+        while True:
+            await self.refresh_outside()
+            await asyncio.sleep(interval)
+
+    async def refresh_outside(
+        self, pools: Sequence[str] | None = None, *, exact: bool = False
+    ) -> None:
+        """Read what other holders hold on ``pools`` (default: all) from the ledger and post
+        ``PoolOutside`` where it changed by more than ``OUTSIDE_STEP_MB`` (``exact``: by
+        anything, as after a denial, when the scheduler must see what the ledger saw)."""
+        try:
+            outside = await self.ledger.outside(pools)
+        except Exception as exc:  # the ledger is down: the scheduler keeps what it knew
+            log.warning("reading what other holders hold failed: %s", exc)
+            return
+        now = self._clock()
+        for pool, mb in sorted(outside.items()):
+            last = self._outside.get(pool, 0)
+            step = 0 if exact or mb == 0 else OUTSIDE_STEP_MB
+            if abs(mb - last) > step:
+                self._outside[pool] = mb
+                self._post(PoolOutside(now, pool, mb))
+
     async def _grow(self, rt: _SlotRuntime | None, effect: GrowLease) -> None:
         """``GrowLease``: one try, no preemption; a granted lease joins the slot's."""
 
@@ -119,6 +164,7 @@ class EngineUsage:
                 effect.mb,
                 exc,
             )
+            await self.refresh_outside((effect.pool,), exact=True)
             answer(False, str(exc))
             return
         if _released(rt):  # the slot went while the ledger answered

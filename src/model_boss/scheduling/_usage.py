@@ -73,11 +73,10 @@ class UsagePolicy:
         if short:
             p = short[0]
             held = self.pool.pools[p].outside_mb
-            why = (
-                f"{over[p]} MB more could not be granted: the coordinator has promised the "
-                f"rest of {p} to other models"
-                + (f" (other programs hold {held} MB of it)" if held else "")
-            )
+            rest = f"the coordinator has promised the rest of {p} to other models"
+            if held:
+                rest = f"other programs hold {held} MB of {p} and {rest}"
+            why = f"{over[p]} MB more could not be granted: {rest}"
             self._refuse(slot, p, why, ev.now)
             return
         for p, mb in over.items():
