@@ -59,11 +59,7 @@ async def test_a_refused_grow_stops_the_slot_and_fails_its_request(
 ) -> None:
     caplog.set_level(logging.INFO, logger="model_boss.engine")
     slow = over("a", 4000, 6000, tokens_per_s=1, output_tokens=50)
-    # Not told what the other program holds (no outside watch), the coordinator asks the
-    # ledger for more; knowing it, it would refuse at once itself (tests/scheduling).
-    async with coordinator(
-        [slow], config=CONFIG, usage_interval_s=0.05, outside_interval_s=None
-    ) as (eng, url):
+    async with coordinator([slow], config=CONFIG, usage_interval_s=0.05) as (eng, url):
         async with holder(url) as other:
             kept = await other.acquire(vram_mb=5000, timeout=1)
             ticket = eng.submit("a")

@@ -69,14 +69,19 @@ class UsagePolicy:
             return
         if slot.growing or slot.refused:
             return  # the ledger's answer is on its way, or the grace period runs
-        short = [p for p, mb in over.items() if self.pool.pools[p].free_mb < mb]
+        # Only the coordinator's own promises count here: what other programs hold
+        # (``outside_mb``) is the ledger's to judge, and one try there costs no wait.
+        short = [
+            p
+            for p, mb in over.items()
+            if (pool := self.pool.pools[p]).capacity_mb - pool.promised_mb < mb
+        ]
         if short:
             p = short[0]
-            held = self.pool.pools[p].outside_mb
-            rest = f"the coordinator has promised the rest of {p} to other models"
-            if held:
-                rest = f"other programs hold {held} MB of {p} and {rest}"
-            why = f"{over[p]} MB more could not be granted: {rest}"
+            why = (
+                f"{over[p]} MB more could not be granted: the coordinator has promised the "
+                f"rest of {p} to other models"
+            )
             self._refuse(slot, p, why, ev.now)
             return
         for p, mb in over.items():
