@@ -371,7 +371,7 @@ class _Boss:
                 waiter_ttl_s=max(2.0, 20 * self.poll_s),
                 pid_started=self._pid_started,
             )
-            result, sent = await self._grant_reaping(req)
+            result, sent = await self._grant_reaping(req, attempt)
             free[pool] = result.free_mb
             if result.lease is not None:
                 if attempt.queued_on is not None and attempt.queued_on != pool:
@@ -390,16 +390,20 @@ class _Boss:
                     await self._store.request_preemption(home, mb, prio, reason)
         return None
 
-    async def _grant_reaping(self, req: LeaseRequest) -> tuple[GrantResult, float]:
-        """One grant; if it was denied for want of memory, clear the leases of dead
+    async def _grant_reaping(
+        self, req: LeaseRequest, attempt: _Attempt
+    ) -> tuple[GrantResult, float]:
+        """One grant; if the pool had too little memory, clear the leases of dead
         processes of this host (at most every REAP_EVERY_S) and, if any, grant again.
         Also returns when the granting request was sent (the lease's local clock)."""
         sent = time.monotonic()
         result = await self._grant_once(req)
+        if result.lease is None and req.wait and result.retry_after_s <= 0:
+            attempt.queued_on = req.pool  # queued by that grant: withdrawn if we stop now
         if (
             result.lease is None
             and result.retry_after_s <= 0
-            and result.free_mb < req.mb + result.ahead_mb
+            and result.free_mb < req.mb
             and time.monotonic() - self._reaped_at >= REAP_EVERY_S
         ):
             pools = [p for p in await self._store.pools() if p.pool == req.pool]

@@ -20,7 +20,7 @@ from model_boss.leases._records import (
 )
 from model_boss.leases._redis_url import parse_redis_url
 from model_boss.leases._resp import Reply, RespConnection, RespError, RespTarget
-from model_boss.leases._store import redact_url
+from model_boss.leases._url import redact_url
 
 __all__ = ["RedisStore"]
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from model_boss.errors import InvalidLeaseRequest
+from model_boss.leases._url import redact_url
 
 __all__ = ["RedisURL", "parse_redis_url"]
 
@@ -84,8 +85,6 @@ class RedisURL:
 
 
 def _bad(url: str, why: str) -> InvalidLeaseRequest:
-    from model_boss.leases._store import redact_url
-
     return InvalidLeaseRequest(f"bad Redis ledger URL {redact_url(url)!r}: {why}")
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from model_boss.errors import InvalidLeaseRequest
 from model_boss.leases._records import GrantResult, LeaseRequest, PoolStatus, RenewResult
+from model_boss.leases._url import redact_url
 
 __all__ = ["LeaseStore", "default_ledger_url", "default_state_dir", "open_store", "redact_url"]
 
@@ -96,15 +97,6 @@ def default_ledger_url() -> str:
         if value:
             return value
     return f"sqlite:///{default_state_dir() / 'ledger.db'}"
-
-
-def redact_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit(parts._replace(netloc=user + netloc))
 
 
 REDIS_SCHEMES = (
