@@ -82,11 +82,13 @@ async def test_waiting_high_request_is_granted_before_later_low_ones(url: str) -
                 order.append(name)
                 await asyncio.sleep(0.05)
 
-        high = asyncio.create_task(take("high", 9000, Priority.HIGH))
+        high = asyncio.create_task(take("high", 9500, Priority.HIGH))
         await eventually_queued(boss, 1)  # the HIGH request queues first
-        lows = [asyncio.create_task(take(f"low{i}", 500, Priority.LOW)) for i in range(3)]
+        # (a low must not fit beside the HIGH one once the holder leaves, or which of the
+        # two polls first would decide the order, not the rule under test)
+        lows = [asyncio.create_task(take(f"low{i}", 1000, Priority.LOW)) for i in range(3)]
         await asyncio.sleep(0.2)
-        assert order == []  # 1000 MiB are free, but the HIGH waiter claims 9000 before them
+        assert order == []  # 1000 MiB are free, but the HIGH waiter claims 9500 before them
         await holder.release()
         await asyncio.gather(high, *lows)
         assert order[0] == "high"
