@@ -13,7 +13,8 @@ coordinator against straight to llama-server. ``--logs DIR`` keeps the coordinat
 the backends' logs.
 
 Without a GPU it says so, and runs the same flow on the RAM pool (memory measured as PSS
-from /proc), exiting 0: that checks everything but CUDA.
+from /proc; the kit program leases all of the pool but the room, and touches 192 MB of
+it), exiting 0 when nothing was over-committed: that checks everything but CUDA.
 
 Options: ``--seconds`` of mixed traffic (default 60 on a GPU, 15 without), ``--room-mb``
 left to the coordinator on the GPU (default 3000), ``--grace-s`` (default 15: the
@@ -113,6 +114,7 @@ class Audit:
     overcommit_instants: int = 0  # samples where leased processes used more than the device
     max_used_total_mb: int = 0
     max_leased_total_mb: int = 0
+    max_unleased_mb: int = 0  # memory of processes that held no lease at that instant
     per_process: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -124,6 +126,7 @@ class Audit:
             "overcommit_instants": self.overcommit_instants,
             "max_used_total_mb": self.max_used_total_mb,
             "max_leased_total_mb": self.max_leased_total_mb,
+            "max_unleased_mb": self.max_unleased_mb,
             "per_process": self.per_process,
         }
 
@@ -138,6 +141,8 @@ def audit(
     over_since: dict[int, float] = {}
     for s in samples:
         covered = {pid: mb for pid, mb in s.used.items() if pid in s.leased}
+        unleased = sum(mb for pid, mb in s.used.items() if pid not in s.leased)
+        out.max_unleased_mb = max(out.max_unleased_mb, unleased)
         used_total = sum(covered.values())
         out.max_used_total_mb = max(out.max_used_total_mb, used_total)
         out.max_leased_total_mb = max(out.max_leased_total_mb, sum(s.leased.values()))
@@ -325,16 +330,27 @@ def load(path, target):
         block = torch.ones((MB - RESERVE) * 2**20 // 4, dtype=torch.float32, device="cuda")
         torch.cuda.synchronize()
         return block
-    block = bytearray(MB * 2**20 * 3 // 4)
+    block = bytearray(min(MB, 256) * 2**20 * 3 // 4)  # the books matter here, not the RAM
     for i in range(0, len(block), 4096):
         block[i] = 1
     return block
 
+def unload(block):
+    # Dropping the tensor leaves it in torch's cache, still the process's on the GPU (the
+    # ledger would count it as foreign memory once the lease is gone): give it back.
+    del block
+    if ON_GPU:
+        import torch
+        torch.cuda.empty_cache()
+
 async def main():
     gpu = GPUBoss(LEDGER, holder="gpu-check-kit") if ON_GPU else None
     ram = RAMBoss(LEDGER, holder="gpu-check-kit")
-    async with ManagedModelLoader(gpu or GPUBoss(LEDGER), ram_boss=ram, priority="normal") as kit:
-        m = await kit.load("kit-block", loader=FunctionLoader(load), vram_mb=MB,
+    # Urgent and deaf to preemption: the room the coordinator has stays what it is.
+    async with ManagedModelLoader(
+        gpu or GPUBoss(LEDGER), ram_boss=ram, priority="urgent", unload_when_preempted=False
+    ) as kit:
+        m = await kit.load("kit-block", loader=FunctionLoader(load, unload), vram_mb=MB,
                            device="gpu" if ON_GPU else "cpu", timeout=60)
         print(json.dumps({"kit_pid": __import__("os").getpid(), "lease_mb": m.mb}), flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
@@ -438,12 +454,13 @@ def tokens_per_s(client: httpx.Client, url: str, model: str, rounds: int, tokens
     return done / wall if wall else 0.0
 
 
-def load_model(client: httpx.Client, url: str, model: str) -> float | str:
-    """Seconds until ``model`` is ready (an admin load that waits), or why it was refused."""
+def cold_request(client: httpx.Client, url: str, model: str) -> float | str:
+    """Seconds for a first request to answer (it loads the model, evicting others as the
+    scheduler decides; an admin load would pin it), or why it failed."""
     started = time.monotonic()
-    reply = client.post(url + f"/v1/admin/models/{model}/load", json={"wait": True})
-    if reply.status_code != 200:
-        return f"{reply.status_code}: {reply.text[:300]}"
+    status, _, _ = chat(client, url, model, 8)
+    if status != 200:
+        return f"HTTP {status}"
     return round(time.monotonic() - started, 2)
 
 
@@ -489,7 +506,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         else:
             total = 0  # the RAM pool's capacity, read from the coordinator below
             pool_suffix = "ram"
-            kit_mb = 256
+            kit_mb = 0  # all of the RAM pool but the room, once its size is known
         sampler: Sampler | None = None
         try:
             with coordinator(manifest, ledger, folder, binary, {}) as (url, _serve):
@@ -499,6 +516,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     if p["pool"].endswith(pool_suffix)
                 )
                 total = total or capacity
+                kit_mb = kit_mb or max(256, total - args.room_mb)
                 report["pool"] = {"name": pool, "total_mb": total}
                 tracked: list[int] = []
                 sampler = Sampler(
@@ -540,11 +558,11 @@ def drive(
     with kit_program(ledger, kit_mb, on_gpu) as kit:
         tracked.append(int(kit["kit_pid"]))
         report["kit"] = kit
-        # Cold loads, one model at a time (with the kit holding most of the GPU, each
-        # load may evict the one before).
+        # Cold loads through requests, one model at a time (with the kit holding most of
+        # the GPU, each load may evict the one before).
         loads: dict[str, float | str] = {}
         for model_id, _ in MODELS:
-            loads[model_id] = load_model(client, url, model_id)
+            loads[model_id] = cold_request(client, url, model_id)
             tracked[:] = [int(kit["kit_pid"]), *_backend_pids(client, url)]
         report["load_s"] = loads
         # Mixed concurrent traffic over the three models: swaps under pressure.
@@ -567,7 +585,7 @@ def drive(
         report["mixed"] = {"seconds": seconds, "answers_by_status": statuses}
     # The kit has gone: the first model gets the room to itself for a speed test.
     model_id = MODELS[0][0]
-    load_model(client, url, model_id)
+    cold_request(client, url, model_id)
     tracked[:] = _backend_pids(client, url)
     via = tokens_per_s(client, url, model_id, 3, 128)
     port = _backend_port(client, url, model_id)

@@ -134,6 +134,7 @@ def test_audit_sees_an_over_commit_of_the_device() -> None:
     result = gc.audit(samples_from(nvml, steps, 0.25), 8000, grace_s=10.0)
     assert result.overcommit_instants == 1
     assert result.max_used_total_mb == 8100  # the stranger holds no lease: not counted
+    assert result.max_unleased_mb == 50  # ...but seen
 
 
 @pytest.mark.slow
