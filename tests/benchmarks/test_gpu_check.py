@@ -164,7 +164,8 @@ def test_runs_here_says_there_is_no_gpu_and_checks_the_ram_pool(tmp_path: Path) 
     assert audit["samples"] > 10
     assert audit["overcommit_instants"] == 0
     assert audit["over_lease_past_grace"] == 0
-    assert {"smol-2k#1", "smol-8k#2", "smol-32k#3", "kit-block"} <= set(audit["per_process"])
+    seen = {name.split("#")[0] for name in audit["per_process"]}
+    assert seen == {"smol-2k", "smol-8k", "smol-32k", "kit-block"}
     assert all(row["max_used_mb"] > 0 for row in audit["per_process"].values())
     assert set(report["load_s"]) == {"smol-2k", "smol-8k", "smol-32k"}
     assert all(isinstance(s, float) for s in report["load_s"].values()), report["load_s"]
