@@ -15,8 +15,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from model_boss import Device, GPUBoss
-from model_boss.engine import Engine, SlotLedger
+from model_boss.engine import Engine, RequestRejected, SlotLedger
 from model_boss.scheduling import SchedulerConfig
 from tests.engine.test_engine import model, run, states, until
 
@@ -125,6 +127,29 @@ async def test_a_model_that_fits_only_once_the_other_program_leaves_waits_then_l
             assert outside_mb(eng) == 0
             assert eng.counters["evictions"] == 0
             assert states(eng) == {"a": "ready", "b": "ready", "d": "ready"}
+
+
+async def test_a_wait_for_the_other_program_ends_in_503_with_retry_after(tmp_path: Path) -> None:
+    # d cannot fit beside the kit even with a and b gone; the kit keeps its lease: after
+    # outside_wait_s the request is answered 503, with the config's retry_after_s.
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    boss = GPUBoss(url, [Device(0, GPU_MB)], host="t")
+    config = SchedulerConfig(batch_window_s=0.0, retry_after_s=9.0, outside_wait_s=0.3)
+    eng = Engine(MODELS, SlotLedger(boss, None), config=config, outside_interval_s=0.05)
+    await eng.start()
+    try:
+        async with kit(url) as other, other.acquire(vram_mb=KIT_MB, timeout=1):
+            assert await until(lambda: outside_mb(eng) == KIT_MB)
+            ticket = eng.submit("d")
+            await asyncio.sleep(0.1)
+            assert not ticket.future.done()
+            with pytest.raises(RequestRejected) as caught:
+                await asyncio.wait_for(ticket.future, 3.0)
+            assert caught.value.status == 503
+            assert caught.value.retry_after_s == 9.0
+            assert f"other programs {KIT_MB} MB of {GPU_MB} MB" in str(caught.value)
+    finally:
+        await eng.stop()
 
 
 async def test_the_ledger_counts_other_holders_and_foreign_memory_but_not_our_own(

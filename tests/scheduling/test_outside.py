@@ -167,7 +167,7 @@ def test_an_idle_slot_is_not_evicted_when_the_room_beside_others_is_enough() -> 
 def test_a_model_that_fits_only_once_the_other_holder_leaves_waits_instead_of_507() -> None:
     # 3,500 MB: more than the room beside the kit (3,000 MB) even with every idle slot gone,
     # but far less than the GPU. Another program's lease is temporary: queue it, as a busy
-    # pool is queued.
+    # pool is queued (for up to outside_wait_s, 30 s: see test_outside_wait.py).
     h = gpu(model("mid", 3500))
     two_idle(h)
     h.send(PoolOutside(5.0, "gpu0", KIT_MB))
@@ -175,12 +175,12 @@ def test_a_model_that_fits_only_once_the_other_holder_leaves_waits_instead_of_50
     assert of_type(out, Reject) == []
     assert leases(out) == []
     assert stops(out) == []
-    for t in (12.0, 20.0, 60.0):
+    for t in (12.0, 20.0, 39.0):
         out = h.tick(t)
         assert of_type(out, Reject) == []
         assert leases(out) == []
     assert h.scheduler.queue_length == 1
-    out = complete(h, h.send(PoolOutside(61.0, "gpu0", 0)))  # the kit released its lease
+    out = complete(h, h.send(PoolOutside(39.5, "gpu0", 0)))  # the kit released its lease
     assert stops(out) == []  # room for everyone now
     assert dispatched(out) == ["r1"]
 

@@ -500,7 +500,9 @@ class Engine(EngineUsage):
         elif isinstance(effect, Reject):
             ticket = self._tickets.pop(effect.request_id, None)
             if ticket is not None and not ticket.future.done():
-                retry = self.config.retry_after_s if effect.code == 429 else None
+                retry = effect.retry_after_s
+                if retry is None and effect.code == 429:
+                    retry = self.config.retry_after_s
                 ticket.future.set_exception(RequestRejected(effect.reason, effect.code, retry))
         elif isinstance(effect, AbortRequest):
             ticket = self._tickets.get(effect.request_id)

@@ -101,11 +101,15 @@ class GrowLease:
 
 @dataclass(frozen=True, slots=True)
 class Reject:
-    """Answer ``request_id`` with an error; ``code`` is an HTTP-like status (429, 404, 503...)."""
+    """Answer ``request_id`` with an error; ``code`` is an HTTP-like status (429, 404, 503...).
+
+    ``retry_after_s``: when the client may usefully try again (a Retry-After), if the
+    scheduler has an opinion; None leaves it to the owner."""
 
     request_id: RequestId
     reason: str
     code: int = 503
+    retry_after_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,12 +11,12 @@ import heapq
 import math
 from dataclasses import dataclass, field
 
-from model_boss.scheduling._effects import AcquireLease, Effect, LoadRefused
+from model_boss.scheduling._effects import AcquireLease, Effect, LoadRefused, Reject
 from model_boss.scheduling._events import PoolOutside
 from model_boss.scheduling._eviction import VictimCandidate
 from model_boss.scheduling._placement import Placement, PoolView, place
 from model_boss.scheduling._pool import ModelPool, Slot, SlotState
-from model_boss.scheduling._queue import RequestQueue
+from model_boss.scheduling._queue import CooldownGate, RequestQueue
 from model_boss.scheduling._types import ModelProfile, SchedulerConfig
 
 __all__ = ["LoadPlanner", "ModelState", "head_key"]
@@ -40,6 +40,10 @@ class ModelState:
     overuse_last: str = ""  # why the last one was stopped
     overuse_refused: str = ""  # why the model is refused (kept exceeding), until AdminLoad
     denied_pools: tuple[str, ...] = ()  # where its last lease was denied (until one is granted)
+    # Since when only what other programs hold keeps it from being placed (inf: not so),
+    # and when its first queued request has waited outside_wait_s for that (_outside_bound).
+    outside_since: float = math.inf
+    outside_due: float = math.inf
 
 
 class LoadPlanner:
@@ -49,6 +53,7 @@ class LoadPlanner:
     models: dict[str, ModelState]
     pool: ModelPool
     queue: RequestQueue
+    gate: CooldownGate
     _cold: list[tuple[float, int, str]]
     _wakeups: list[tuple[float, str]]
     _pending: list[Slot]
@@ -143,13 +148,28 @@ class LoadPlanner:
             ):
                 self._reject_crowded(m, now, out)  # pinned models took the room since it queued
                 continue
+            if plan is not None or m.slots or not self._outside_blocked(m):
+                m.outside_since = m.outside_due = math.inf
+            elif self._outside_bound(m, now, out):
+                continue  # every request of it waited its bound for other programs: answered
             if plan is None:
                 self._blocked = True
                 self._blocked_key = keys[cold[0]]
                 largest = self.pool.largest_capacity(m.profile.pool_kind)
                 self._blocked_need = m.vram_mb if m.vram_mb <= largest else 0
                 for rest in order[i:]:
-                    self._mark_cold(self.models[rest], now)
+                    r = self.models[rest]
+                    if (
+                        r is not m
+                        and not r.slots
+                        and self._outside_blocked(r)
+                        and self.pool.fits_beside_pinned(
+                            r.vram_mb, splittable=r.profile.splittable, kind=r.profile.pool_kind
+                        )
+                        and self._outside_bound(r, now, out)  # its wait is bounded too
+                    ):
+                        continue
+                    self._mark_cold(r, now)
                 return
             self._execute(m, plan, now, out, pinned=False, reason=f"room for {mid}")
             self._mark_cold(m, now)  # more replicas may still be needed
@@ -292,6 +312,7 @@ class LoadPlanner:
             stay_warm_s=m.profile.default_stay_warm_s,
         )
         m.slots.append(slot)
+        m.outside_since = m.outside_due = math.inf
         self._pending.append(slot)
         self._pending_dirty = True
 
@@ -371,6 +392,54 @@ class LoadPlanner:
             self.pool.stopped(slot)
             if slot.pinned:
                 self._retry_denied(m, now)
+
+    def _outside_blocked(self, m: ModelState) -> bool:
+        """Would ``m`` (which fits beside the pinned slots) not fit even with every unpinned
+        slot gone, because of what other programs hold now?"""
+        return not self.pool.fits_beside_pinned(
+            m.vram_mb, splittable=m.profile.splittable, kind=m.profile.pool_kind, outside=True
+        )
+
+    def _outside_bound(self, m: ModelState, now: float, out: list[Effect]) -> bool:
+        """``m`` is blocked only by what other programs hold: answer 503 the requests that
+        have waited ``outside_wait_s`` for that, and wake up for the next one. True if none
+        is left queued."""
+        wait = self.config.outside_wait_s
+        mid = m.profile.model_id
+        if m.outside_since == math.inf:
+            m.outside_since = now
+            m.outside_due = now + wait  # no request of it can be due before this
+        since = m.outside_since
+        if now >= m.outside_due:
+            due = self.queue.take(mid, lambda r: max(r.arrived, since) + wait <= now)
+            if due:
+                reason = self._outside_reason(m)
+                for req in due:
+                    self.gate.left_queue(req, now, dispatched=False)
+                    out.append(Reject(req.request_id, reason, 503, self.config.retry_after_s))
+                self._loads_dirty = True
+            waiting = self.queue.waiting(mid)
+            if not waiting:
+                m.outside_since = m.outside_due = math.inf
+                return True
+            m.outside_due = min(max(r.arrived, since) for r in waiting) + wait
+        self._wake(m, m.outside_due, now)
+        return False
+
+    def _outside_reason(self, m: ModelState) -> str:
+        pools = self.pool.of_kind(m.profile.pool_kind)
+        held = [
+            f"the coordinator's pinned models hold {p.pinned_mb} MB and other programs "
+            f"{p.outside_mb} MB of {p.capacity_mb} MB"
+            for p in pools
+        ]
+        if len(pools) == 1:
+            where = f"{m.vram_mb} MB on {pools[0].pool_id}; {held[0]}"
+        else:
+            where = f"{m.vram_mb} MB; " + ", ".join(
+                f"on {p.pool_id} {h}" for p, h in zip(pools, held, strict=True)
+            )
+        return f"model {m.profile.model_id!r} needs {where}: try again later"
 
     def _short_beside_outside(self, pools: tuple[str, ...], mb_per_pool: int) -> bool:
         """Does memory held outside leave less than ``mb_per_pool`` free on one of ``pools``?"""

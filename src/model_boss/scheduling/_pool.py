@@ -178,11 +178,18 @@ class ModelPool:
                 self.pools[pool_id].pinned_mb += slot.share(pool_id)
 
     def fits_beside_pinned(
-        self, need_mb: int, *, splittable: bool, kind: str | None = None
+        self, need_mb: int, *, splittable: bool, kind: str | None = None, outside: bool = False
     ) -> bool:
         """Could a slot of ``need_mb`` MB ever be placed (on pools of ``kind``) without
-        touching pinned slots?"""
-        room = sorted((p.capacity_mb - p.pinned_mb for p in self.of_kind(kind)), reverse=True)
+        touching pinned slots? With ``outside``, beside what other programs hold now too:
+        could it be placed now if every unpinned slot were gone?"""
+        room = sorted(
+            (
+                p.capacity_mb - p.pinned_mb - (p.outside_mb if outside else 0)
+                for p in self.of_kind(kind)
+            ),
+            reverse=True,
+        )
         if not room:
             return False
         if room[0] >= need_mb:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from model_boss.scheduling._types import RequestId
@@ -104,6 +105,32 @@ class RequestQueue:
         req.cancelled = True
         self._models[req.model].live -= 1
         return req
+
+    def waiting(self, model: str) -> list[QueuedRequest]:
+        """The queued requests for ``model``, in no particular order (a copy)."""
+        mq = self._models.get(model)
+        return [] if mq is None else [e[2] for e in mq.heap if not e[2].cancelled]
+
+    def take(self, model: str, which: Callable[[QueuedRequest], bool]) -> list[QueuedRequest]:
+        """Remove and return the queued requests for ``model`` that ``which`` selects, in
+        key order."""
+        mq = self._models.get(model)
+        if mq is None:
+            return []
+        taken: list[tuple[float, int, QueuedRequest]] = []
+        kept: list[tuple[float, int, QueuedRequest]] = []
+        for entry in mq.heap:
+            if not entry[2].cancelled:
+                (taken if which(entry[2]) else kept).append(entry)
+        if not taken:
+            return []
+        heapq.heapify(kept)
+        mq.heap = kept
+        mq.live -= len(taken)
+        taken.sort(key=lambda e: (e[0], e[1]))
+        for _, _, req in taken:
+            del self._by_id[req.request_id]
+        return [req for _, _, req in taken]
 
     def drain_model(self, model: str) -> list[QueuedRequest]:
         """Remove every queued request for ``model`` (in key order)."""

@@ -230,6 +230,9 @@ class Scheduler(LoadPlanner, UsagePolicy):
         req = self.queue.cancel(ev.request_id)
         if req is not None:
             self.gate.left_queue(req, ev.now, dispatched=False)
+            if not self.queue.count(req.model):  # a later wait for other programs starts anew
+                m = self.models[req.model]
+                m.outside_since = m.outside_due = math.inf
             self._loads_dirty = True
             return
         running = self._inflight.get(ev.request_id)
@@ -361,6 +364,7 @@ class Scheduler(LoadPlanner, UsagePolicy):
 
     def _reject_crowded(self, m: ModelState, now: float, out: list[Effect]) -> None:
         reason = self._pinned_reason(m)
+        m.outside_since = m.outside_due = math.inf
         for req in self.queue.drain_model(m.profile.model_id):
             self.gate.left_queue(req, now, dispatched=False)
             out.append(Reject(req.request_id, reason, 507))
@@ -451,6 +455,11 @@ class Scheduler(LoadPlanner, UsagePolicy):
         self.queue.push(req)
         self._dirty[req.model] = None
         m = self.models[req.model]
+        if m.outside_since < math.inf:  # released by a cooldown, its bound may come first
+            due = max(req.arrived, m.outside_since) + self.config.outside_wait_s
+            if due < m.outside_due:
+                m.outside_due = due
+                self._wake(m, due, now)
         if self._mark_cold(m, now) and (
             # While loads are blocked, a request that sorts after the blocked head waits.
             not self._blocked or req.key <= self._blocked_key + self.config.batch_window_s

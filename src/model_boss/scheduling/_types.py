@@ -121,7 +121,14 @@ class SchedulerConfig:
       requests but has none queued, waiting for them to finish, when that slot is the
       cheapest to lose. Off by default: it saves loads (2% in the benchmark at light load)
       but costs latency under load. Worth it where loads are far slower than requests.
-    * ``retry_after_s``: pause before a model whose lease was denied is tried again.
+    * ``retry_after_s``: pause before a model whose lease was denied is tried again; also
+      the Retry-After of a 429 (queue full) and of a 503 for ``outside_wait_s``.
+    * ``outside_wait_s``: how long a queued request for a model with no slot may wait when
+      only what other programs hold now (``PoolOutside``) keeps it from being placed: no
+      plan even with every unpinned slot gone, though it fits beside the pinned ones on the
+      full capacity. Then it is answered 503 (with Retry-After), its reason naming what the
+      pinned models and other programs hold. It counts from the request's arrival or from
+      when the model was first seen blocked that way, whichever is later.
     * ``overuse_tolerance`` and ``overuse_tolerance_mb``: a slot measured (``SlotUsage``)
       to use more than its lease on a pool by more than the larger of this fraction of the
       lease and these MB is over its lease; it asks the ledger for the difference.
@@ -140,6 +147,7 @@ class SchedulerConfig:
     eviction_priority_exponent: float = 0.5
     drain_serving_for_cold: bool = False
     retry_after_s: float = 5.0
+    outside_wait_s: float = 30.0
     overuse_tolerance: float = 0.05
     overuse_tolerance_mb: int = 64
     overuse_grace_s: float = 10.0
