@@ -36,6 +36,12 @@ async def wait_gone(pid: int, timeout_s: float) -> float:
     return time.monotonic() - start
 
 
+def environment_names(pid: int) -> set[str]:
+    """The names of the variables in the environment process ``pid`` started with."""
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return {item.partition(b"=")[0].decode() for item in environ if item}
+
+
 async def port_closed(port: int) -> bool:
     try:
         _, writer = await asyncio.open_connection("127.0.0.1", port)

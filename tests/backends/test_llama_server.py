@@ -26,7 +26,13 @@ from model_boss.backends import (
     models_dir,
 )
 from model_boss.errors import ConfigError
-from tests.backends.conftest import FAKES, port_closed, process_gone, wait_gone
+from tests.backends.conftest import (
+    FAKES,
+    environment_names,
+    port_closed,
+    process_gone,
+    wait_gone,
+)
 
 CHAT = {"messages": [{"role": "user", "content": "Write a short poem about the sea."}]}
 
@@ -291,6 +297,51 @@ async def test_real_llama_server_chats_streams_and_stops(
     assert "srv" in (tmp_path / "smollm2.llama_server.log").read_text()
 
 
+async def test_llama_server_gets_its_own_key_out_of_sight_and_no_cors_or_secrets(
+    smollm_entry: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in (
+        ("MODEL_BOSS_API_KEYS", "user-secret"),
+        ("MODEL_BOSS_ADMIN_KEYS", "admin-secret"),
+        ("OPENAI_API_KEY", "sk-remote"),
+        ("ANTHROPIC_API_KEY", "sk-ant"),
+    ):
+        monkeypatch.setenv(name, value)
+    backend = LlamaServerBackend(
+        "smollm2", LlamaServerOptions.from_manifest("smollm2", smollm_entry), log_dir=tmp_path
+    )
+    await backend.start()
+    try:
+        key, pid = backend.api_key, backend.pid
+        assert key
+        assert pid
+        ps = await asyncio.create_subprocess_exec(
+            "ps", "-ww", "-o", "args=", "-p", str(pid), stdout=asyncio.subprocess.PIPE
+        )
+        args = (await ps.communicate())[0].decode()
+        assert "llama-server" in args
+        assert key not in args
+        names = environment_names(pid)
+        assert not names & {"MODEL_BOSS_API_KEYS", "MODEL_BOSS_ADMIN_KEYS", "OPENAI_API_KEY"}
+        assert "ANTHROPIC_API_KEY" not in names
+
+        base = f"http://127.0.0.1:{backend.port}"
+        page = {"Origin": "http://evil.example"}
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{base}/v1/chat/completions", json=CHAT, headers=page) as r:
+                assert r.status == 401
+            for path in ("/v1/models", "/slots", "/props", "/metrics"):
+                async with http.get(base + path, headers=page) as r:
+                    assert r.status == 401, path
+            preflight = {**page, "Access-Control-Request-Method": "POST"}
+            async with http.options(f"{base}/v1/chat/completions", headers=preflight) as r:
+                assert r.headers.get("Access-Control-Allow-Origin") != page["Origin"]
+        answer = await backend.chat({**CHAT, "max_tokens": 4})  # the coordinator's client
+        assert answer["choices"]
+    finally:
+        await backend.stop()
+
+
 @pytest.mark.slow
 async def test_closing_a_stream_early_stops_generation_upstream(
     smollm_entry: dict[str, Any], tmp_path: Path
@@ -319,7 +370,10 @@ async def test_closing_a_stream_early_stops_generation_upstream(
 async def _slot_busy(backend: LlamaServerBackend) -> bool:
     async with (
         aiohttp.ClientSession() as session,
-        session.get(f"http://127.0.0.1:{backend.port}/slots") as response,
+        session.get(
+            f"http://127.0.0.1:{backend.port}/slots",
+            headers={"Authorization": f"Bearer {backend.api_key}"},
+        ) as response,
     ):
         slots = await response.json()
     return any(slot["is_processing"] for slot in slots)

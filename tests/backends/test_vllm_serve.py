@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from model_boss.backends import (
@@ -21,7 +22,7 @@ from model_boss.backends import (
     VllmServeOptions,
 )
 from model_boss.errors import ConfigError
-from tests.backends.conftest import FAKES, port_closed, process_gone
+from tests.backends.conftest import FAKES, environment_names, port_closed, process_gone
 
 FAKE_VLLM = str(FAKES / "vllm")
 
@@ -209,3 +210,32 @@ async def test_a_vllm_that_never_lists_its_model_times_out_and_is_stopped(tmp_pa
         await backend.start()
     record = json.loads((tmp_path / "record.json").read_text())
     assert process_gone(record["pid"])
+
+
+async def test_vllm_gets_its_own_key_in_its_environment_never_on_its_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODEL_BOSS_API_KEYS", "user-secret")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-remote")
+    entry = fake_entry(tmp_path)
+    backend = VllmServeBackend(
+        "tiny", VllmServeOptions.from_manifest("tiny", entry), log_dir=tmp_path
+    )
+    await backend.start()
+    try:
+        record = json.loads((tmp_path / "record.json").read_text())
+        key = backend.api_key
+        assert key
+        assert record["env"]["VLLM_API_KEY"] == key
+        assert not any(key in arg for arg in record["argv"])
+        names = environment_names(record["pid"])
+        assert "MODEL_BOSS_API_KEYS" not in names
+        assert "OPENAI_API_KEY" not in names
+        url = f"http://127.0.0.1:{backend.port}/v1/models"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url) as response:
+                assert response.status == 401
+        answer = await backend.chat({"messages": [{"role": "user", "content": "hi"}]})
+        assert answer["choices"][0]["message"]["content"] == "fake vllm says hi"
+    finally:
+        await backend.stop()

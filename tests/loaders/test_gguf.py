@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
@@ -60,6 +61,11 @@ async def test_a_gguf_model_runs_in_its_own_llama_server_under_a_ram_lease(
         completion = await model.complete("The capital of France is", max_tokens=4)
         assert isinstance(completion, str)
         assert gguf.base_url == f"http://127.0.0.1:{port}/v1"
+        assert gguf.api_key
+        async with httpx.AsyncClient() as http:  # its own llama-server wants its key
+            assert (await http.get(f"{gguf.base_url}/models")).status_code == 401
+            bearer = {"Authorization": f"Bearer {gguf.api_key}"}
+            assert (await http.get(f"{gguf.base_url}/models", headers=bearer)).status_code == 200
 
         await model.unload()
         await wait_gone(pid, 10.0)

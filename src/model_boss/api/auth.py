@@ -44,6 +44,13 @@ class KeyCheck:
         if not self._matches(token, self.api_keys + self.admin_keys):
             raise APIError(401, "invalid API key", code="invalid_key")
 
+    def is_admin(self, request: Request) -> bool:
+        """Whether the caller holds an admin key (everyone does while no key is set)."""
+        if not self.enabled:
+            return True
+        token = self._bearer(request)
+        return token is not None and self._matches(token, self.admin_keys)
+
     def admin(self, request: Request) -> None:
         if not self.enabled:
             return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
@@ -53,13 +54,24 @@ async def pool_status(request: Request) -> Response:
         {"pool": p.pool_id, "capacity_mb": p.capacity_mb, "promised_mb": p.promised_mb}
         for p in engine.scheduler.pool.pools.values()
     ]
+    slots = engine.slots_snapshot()
+    if not request.app.state.keys.is_admin(request):
+        slots = [_without_port(slot) for slot in slots]
     return json_response(
         {
             "pools": pools,
-            "slots": engine.slots_snapshot(),
+            "slots": slots,
             "stopped_for_errors": list(engine.stopped_for_errors),
         }
     )
+
+
+def _without_port(slot: dict[str, Any]) -> dict[str, Any]:
+    """A slot as a non-admin caller sees it: no backend port (the child is only for us)."""
+    backend = slot.get("backend")
+    if not backend or "port" not in backend:
+        return slot
+    return {**slot, "backend": {k: v for k, v in backend.items() if k != "port"}}
 
 
 @router.get("/api/v1/gpu/status", summary="Memory pools as the lease ledger sees them")

@@ -86,6 +86,7 @@ class DiffusersBackend(ProcessBackend):
     """A diffusers worker process answering ``/v1/images/generations``."""
 
     kind: ClassVar[str] = "diffusers"
+    api_key_env: ClassVar[str | None] = "MODEL_BOSS_WORKER_KEY"
     _capabilities = frozenset({Capability.IMAGES})
 
     def __init__(

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hmac
 import inspect
 import io
 import json
+import os
 import sys
 import threading
 import time
@@ -125,6 +127,8 @@ class Worker:
 
 
 def make_handler(worker: Worker) -> type[BaseHTTPRequestHandler]:
+    key = os.environ.get("MODEL_BOSS_WORKER_KEY", "")  # the coordinator's per-start key
+
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:
             print(f"{self.address_string()} {format % args}", flush=True)
@@ -145,6 +149,11 @@ def make_handler(worker: Worker) -> type[BaseHTTPRequestHandler]:
                 self._send(404, {"error": {"message": f"no route {self.path}"}})
 
         def do_POST(self) -> None:
+            if key and not hmac.compare_digest(
+                self.headers.get("Authorization", "").encode(), f"Bearer {key}".encode()
+            ):
+                self._send(401, {"error": {"message": "invalid API key"}})
+                return
             if self.path != "/v1/images/generations":
                 self._send(404, {"error": {"message": f"no route {self.path}"}})
                 return

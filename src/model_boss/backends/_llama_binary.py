@@ -32,10 +32,11 @@ class LlamaBinary:
     has_fit: bool = False
     ngl_all: bool = False
     gpu_devices: tuple[str, ...] | None = None
+    has_cors_origins: bool = False
 
 
 _Key = tuple[str, int, int]
-_options: dict[_Key, tuple[bool, bool]] = {}
+_options: dict[_Key, tuple[bool, bool, bool]] = {}
 _devices: dict[_Key, tuple[str, ...] | None] = {}
 
 
@@ -113,9 +114,10 @@ async def probe_llama_server(
         _options[key] = (
             _has_option(help_text, "--fit"),
             _has_option(help_text, "--n-gpu-layers") and "'all'" in help_text,
+            _has_option(help_text, "--cors-origins"),
         )
     if devices and key not in _devices:
         listed = await _run([binary, "--list-devices"], env, _DEVICES_TIMEOUT_S)
         _devices[key] = None if listed is None else parse_devices(listed)
-    has_fit, ngl_all = _options[key]
-    return LlamaBinary(binary, has_fit, ngl_all, _devices.get(key))
+    has_fit, ngl_all, cors = _options[key]
+    return LlamaBinary(binary, has_fit, ngl_all, _devices.get(key), cors)

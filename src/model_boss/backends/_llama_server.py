@@ -262,6 +262,7 @@ class LlamaServerBackend(ProcessBackend):
     """A llama-server process serving one GGUF model."""
 
     kind: ClassVar[str] = "llama_server"
+    api_key_env: ClassVar[str | None] = "LLAMA_API_KEY"
 
     def __init__(
         self,
@@ -283,6 +284,7 @@ class LlamaServerBackend(ProcessBackend):
         )
         self.options = options
         self.launch: LaunchSettings | None = None
+        self.binary_info: LlamaBinary | None = None
         self._capabilities = (
             frozenset({Capability.EMBEDDINGS})
             if options.embeddings
@@ -299,6 +301,7 @@ class LlamaServerBackend(ProcessBackend):
         ).child_env()
         on_gpu = self.budget is not None and self.budget.on_gpu
         probed = await probe_llama_server(binary, env, devices=on_gpu)
+        self.binary_info = probed
         info = await asyncio.to_thread(_model_info, self.options.model_path)
         self.launch = launch_settings(self.options, self.budget, probed, info)
 
@@ -312,6 +315,10 @@ class LlamaServerBackend(ProcessBackend):
             context_size=launch.context_size,
             n_gpu_layers=launch.n_gpu_layers,
         )
+        if self.binary_info is not None and self.binary_info.has_cors_origins:
+            # llama-server reflects any Origin by default; an empty list allows none (the
+            # key is what protects a binary without the option)
+            argv += ["--cors-origins", ""]
         if launch.fit_off:
             # llama.cpp would fit itself to whatever device memory is free, not to the lease
             argv += ["--fit", "off"]

@@ -1,14 +1,18 @@
 """What the subprocess kinds (llama_server, vllm_serve, diffusers) share.
 
 A :class:`ProcessBackend` is one supervised process that serves HTTP on a free port of
-127.0.0.1, plus one pooled client to it. Subclasses say how to build the command line,
-how to tell it is ready, and which OpenAI endpoints it has.
+127.0.0.1, plus one pooled client to it. Each start gives the process a new random API
+key, in its environment (never on its command line), and the client sends it as
+``Authorization: Bearer``: another local process that finds the port cannot use it.
+Subclasses say how to build the command line, how to tell it is ready, and which OpenAI
+endpoints it has.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 import signal
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -86,6 +90,8 @@ class ProcessBackend:
     health_path: ClassVar[str] = "/health"
     death_signal: ClassVar[signal.Signals] = signal.SIGKILL
     """Sent to the process if the coordinator dies (PR_SET_PDEATHSIG)."""
+    api_key_env: ClassVar[str | None] = None
+    """The variable the process reads its API key from (None: it takes no key)."""
     _capabilities: frozenset[Capability] = frozenset()
 
     def __init__(
@@ -108,6 +114,7 @@ class ProcessBackend:
         self._process: SupervisedProcess | None = None
         self._client: UpstreamClient | None = None
         self._port: int | None = None
+        self._api_key: str | None = None
         self.failure: BackendCrashed | BackendStartError | None = None
         self.startup_s: float | None = None
 
@@ -160,6 +167,11 @@ class ProcessBackend:
         return self._port
 
     @property
+    def api_key(self) -> str | None:
+        """The key the running process asks for (``Authorization: Bearer``), if any."""
+        return self._api_key
+
+    @property
     def log_path(self) -> Path:
         return self._log_dir / f"{self._model_id}.{self.kind}.log"
 
@@ -182,18 +194,31 @@ class ProcessBackend:
             self.failure = exc
             self._state = BackendState.FAILED
             raise
+        env = {**options.env, **self.extra_env()}
+        headers: dict[str, str] = {}
+        key = None
+        if self.api_key_env is not None:
+            key = secrets.token_urlsafe(32)
+            env[self.api_key_env] = key
+            headers["Authorization"] = f"Bearer {key}"
         spec = ProcessSpec(
             argv=argv,
             name=f"{self.kind}[{self._model_id}]",
-            env={**options.env, **self.extra_env()},
+            env=env,
             library_path=options.library_path,
             gpus=self._gpus,
             log_path=self.log_path,
             death_signal=self.death_signal,
         )
-        client = UpstreamClient(f"http://127.0.0.1:{port}", timeout_s=options.request_timeout_s)
+        client = UpstreamClient(
+            f"http://127.0.0.1:{port}",
+            headers=headers,
+            secrets=() if key is None else (key,),
+            timeout_s=options.request_timeout_s,
+        )
         process = SupervisedProcess(spec, on_unexpected_exit=self._crashed)
         self._process, self._client, self._port = process, client, port
+        self._api_key = key
         self._state = BackendState.STARTING
         started = time.monotonic()
         try:

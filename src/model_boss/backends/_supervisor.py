@@ -26,7 +26,15 @@ from typing import IO
 
 from model_boss.backends._errors import BackendCrashed, BackendStartError, BackendStartTimeout
 
-__all__ = ["ProcessSpec", "SupervisedProcess", "describe_returncode", "free_port"]
+__all__ = [
+    "CHILD_ENV_NAMES",
+    "CHILD_ENV_PREFIXES",
+    "ProcessSpec",
+    "SupervisedProcess",
+    "describe_returncode",
+    "free_port",
+    "scrub_env",
+]
 
 log = logging.getLogger("model_boss.backends.supervisor")
 
@@ -56,9 +64,35 @@ def describe_returncode(returncode: int | None) -> str:
     return f"exit code {returncode}"
 
 
+CHILD_ENV_NAMES = frozenset(
+    {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TERM"}
+    | {"TMPDIR", "TMP", "TEMP", "LD_LIBRARY_PATH", "PYTHONPATH", "VIRTUAL_ENV"}
+)
+"""Variables of the coordinator's environment a child gets (besides the prefixes below)."""
+
+CHILD_ENV_PREFIXES = (
+    *("LC_", "XDG_", "CUDA_", "NVIDIA_", "NCCL_", "HF_", "TRANSFORMERS_", "TORCH", "PYTORCH_"),
+    *("VLLM_", "GGML_", "OMP_", "MKL_", "OPENBLAS_"),
+)
+"""Prefixes of the variables a child gets: locale, GPU runtime, model caches, engine
+tuning. Nothing else passes: no ``MODEL_BOSS_*`` keys, no remote providers' keys."""
+
+
+def scrub_env(base: Mapping[str, str]) -> dict[str, str]:
+    """What of ``base`` a child may see (see :data:`CHILD_ENV_NAMES`, ``_PREFIXES``)."""
+    return {
+        name: value
+        for name, value in base.items()
+        if name in CHILD_ENV_NAMES or name.startswith(CHILD_ENV_PREFIXES)
+    }
+
+
 @dataclass(frozen=True)
 class ProcessSpec:
-    """What to run. ``gpus=None`` inherits CUDA_VISIBLE_DEVICES; ``()`` hides every GPU."""
+    """What to run. ``gpus=None`` inherits CUDA_VISIBLE_DEVICES; ``()`` hides every GPU.
+
+    The child's environment is the scrubbed coordinator environment (:func:`scrub_env`)
+    plus ``env`` (the manifest's, then the backend's own, such as its API key)."""
 
     argv: tuple[str, ...]
     name: str
@@ -71,7 +105,7 @@ class ProcessSpec:
     keep_lines: int = 200
 
     def child_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
-        env = dict(os.environ if base is None else base)
+        env = scrub_env(os.environ if base is None else base)
         if self.gpus is not None:
             # GPU indices come from NVML, which counts in PCI bus order; CUDA's own default
             # order (fastest first) may differ on hosts with mixed GPUs.

@@ -133,6 +133,7 @@ class VllmServeBackend(ProcessBackend):
 
     kind: ClassVar[str] = "vllm_serve"
     death_signal: ClassVar[signal.Signals] = signal.SIGTERM
+    api_key_env: ClassVar[str | None] = "VLLM_API_KEY"
 
     def __init__(
         self,

@@ -36,6 +36,12 @@ class GGUFModel:
         port = self.backend.status().get("port")
         return f"http://127.0.0.1:{port}/v1"
 
+    @property
+    def api_key(self) -> str | None:
+        """The key llama-server asks for at :attr:`base_url` (a new one at each load)."""
+        key = getattr(self.backend, "api_key", None)
+        return None if key is None else str(key)
+
     async def chat_completion(self, messages: Messages, **params: Any) -> dict[str, Any]:
         """The whole OpenAI chat completion object."""
         return await self.backend.chat({**params, "messages": list(messages)})
