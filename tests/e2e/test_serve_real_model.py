@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import openai
@@ -130,18 +131,26 @@ def test_a_disconnected_stream_stops_generation_upstream(
         pass
     slots = httpx.get(f"{coordinator}/v1/pool/status").json()["slots"]
     port = slots[0]["backend"]["port"]
-    assert _processing(port)
+    key = _child_key(slots[0]["backend"]["pid"])
+    assert _processing(port, key)
     stream.close()  # the client goes away mid-generation
     closed = time.monotonic()
-    while _processing(port):
+    while _processing(port, key):
         assert time.monotonic() - closed < 3, "llama-server kept generating"
         time.sleep(0.02)
     waiting = httpx.get(f"{coordinator}/v1/queue").json()
     assert waiting["running"] == []
 
 
-def _processing(port: int) -> bool:
-    slots = httpx.get(f"http://127.0.0.1:{port}/slots", timeout=5).json()
+def _child_key(pid: int) -> str:
+    """llama-server's own key, read as its owner can: from its environment."""
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return next(i[14:].decode() for i in environ if i.startswith(b"LLAMA_API_KEY="))
+
+
+def _processing(port: int, key: str) -> bool:
+    bearer = {"Authorization": f"Bearer {key}"}
+    slots = httpx.get(f"http://127.0.0.1:{port}/slots", headers=bearer, timeout=5).json()
     return any(slot["is_processing"] for slot in slots)
 
 
