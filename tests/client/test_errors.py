@@ -258,3 +258,14 @@ def test_every_error_is_a_client_error() -> None:
         assert issubclass(cls, ClientError)
     for cls in (InvalidRequest, AuthenticationFailed, ModelNotFound, QueueFull):
         assert issubclass(cls, CoordinatorError)
+
+
+def test_a_503_with_retry_after_says_when_to_try_again() -> None:
+    from model_boss.client import ModelUnavailable
+    from model_boss.client._errors import error_from_answer
+
+    body = b'{"error": {"message": "other programs hold it", "code": "model_unavailable"}}'
+    error = error_from_answer(503, {"retry-after": "5"}, body)
+    assert isinstance(error, ModelUnavailable)
+    assert (error.status, error.retry_after, error.message) == (503, 5.0, "other programs hold it")
+    assert error_from_answer(503, {}, body).retry_after is None

@@ -71,6 +71,7 @@ class CoordinatorError(ClientError):
         code: str | None = None,
         type: str | None = None,
         param: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(f"{status} {code or 'error'}: {message}")
         self.status = status
@@ -78,6 +79,9 @@ class CoordinatorError(ClientError):
         self.code = code
         self.type = type
         self.param = param
+        #: Seconds to wait before trying again, from Retry-After (a full queue, a model
+        #: kept out by other programs' memory); None if the answer did not say.
+        self.retry_after = retry_after
 
 
 class InvalidRequest(CoordinatorError, ValueError):
@@ -95,22 +99,10 @@ class ModelNotFound(CoordinatorError, LookupError):
 class QueueFull(CoordinatorError):
     """The queue is full (429); try again after ``retry_after`` seconds (None if unsaid)."""
 
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        code: str | None = None,
-        type: str | None = None,
-        param: str | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(status, message, code=code, type=type, param=param)
-        self.retry_after = retry_after
-
 
 class ModelUnavailable(CoordinatorError):
-    """The model cannot be served now (503) or does not fit in any pool (507)."""
+    """The model cannot be served now (503; ``retry_after`` when the coordinator said when
+    to try again) or does not fit in any pool (507)."""
 
 
 _BY_STATUS: dict[int, type[CoordinatorError]] = {
@@ -154,19 +146,11 @@ def error_from_answer(
         message = error
     if not message:
         message = f"HTTP {status}" + (f" from {url}" if url else "")
-    if status == 429:
-        return QueueFull(
-            status,
-            message,
-            code=code,
-            type=kind,
-            param=param,
-            retry_after=_retry_after(headers),
-        )
-    cls = _BY_STATUS.get(status, CoordinatorError)
+    cls = QueueFull if status == 429 else _BY_STATUS.get(status, CoordinatorError)
     if cls is ModelNotFound and code == "not_found":  # no such route: not about a model
         cls = CoordinatorError
-    return cls(status, message, code=code, type=kind, param=param)
+    retry_after = _retry_after(headers)
+    return cls(status, message, code=code, type=kind, param=param, retry_after=retry_after)
 
 
 def error_from_transport(exc: httpx.TransportError, base_url: str) -> ClientError:
