@@ -8,6 +8,8 @@ import os
 import sys
 from typing import Any
 
+from model_boss.cli._serve_keys import add_key_arguments, service_keys
+
 __all__ = ["register"]
 
 
@@ -26,18 +28,7 @@ def register(groups: Any) -> None:
         help="override merged over it (default: MODEL_BOSS_LOCAL_SETTINGS, or local.* beside it)",
     )
     serve.add_argument("--ledger", default=None, help="ledger URL (default: SQLite, or Redis)")
-    serve.add_argument(
-        "--api-key",
-        action="append",
-        default=None,
-        help="accept this bearer key (repeatable; default: MODEL_BOSS_API_KEYS, comma-separated)",
-    )
-    serve.add_argument(
-        "--admin-key",
-        action="append",
-        default=None,
-        help="admin bearer key (repeatable; default: MODEL_BOSS_ADMIN_KEYS, comma-separated)",
-    )
+    add_key_arguments(serve)
     serve.add_argument(
         "--usage-interval",
         type=float,
@@ -49,12 +40,6 @@ def register(groups: Any) -> None:
     serve.set_defaults(handler=_serve)
 
 
-def _keys(given: list[str] | None, env: str) -> list[str]:
-    if given:
-        return given
-    return [k.strip() for k in os.environ.get(env, "").split(",") if k.strip()]
-
-
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -64,6 +49,7 @@ def _serve(args: argparse.Namespace) -> int:
     from model_boss.engine import Engine, SlotLedger, default_models, engine_models
     from model_boss.leases import GPUBoss, RAMBoss, default_state_dir
 
+    api_keys, admin_keys = service_keys(args)
     settings = load_settings(args.settings, args.local_settings)
     if not settings.models:
         demo = default_models()
@@ -95,8 +81,8 @@ def _serve(args: argparse.Namespace) -> int:
     )
     app = create_app(
         engine,
-        api_keys=_keys(args.api_key, "MODEL_BOSS_API_KEYS"),
-        admin_keys=_keys(args.admin_key, "MODEL_BOSS_ADMIN_KEYS"),
+        api_keys=api_keys,
+        admin_keys=admin_keys,
     )
     host = args.host or settings.service.host
     port = args.port or settings.service.port
