@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from model_boss.api.errors import APIError
@@ -10,34 +12,66 @@ from model_boss.backends import backend_options, backend_table
 from model_boss.engine import Engine, RequestRejected
 from model_boss.errors import ConfigError
 
-__all__ = ["LIVE_OVERRIDES", "AdminService"]
+__all__ = ["LIVE_OVERRIDES", "OVERRIDE_RANGES", "AdminService", "OverrideRange"]
 
 # Runtime knobs a load may change per backend kind: never a binary, a path or extra args.
-# Top-level manifest keys stay top-level; the rest go into the kind's own table.
+# Top-level manifest keys stay top-level; the rest go into the kind's own table. Each has the
+# range it may take (None: a string the backend checks); the capabilities advertise them.
+
+
+@dataclass(frozen=True, slots=True)
+class OverrideRange:
+    minimum: float
+    maximum: float
+    integer: bool = True
+
+    def problem(self, value: Any) -> str | None:
+        """What is wrong with ``value`` (None: nothing)."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return "expected an integer" if self.integer else "expected a number"
+        if self.integer and not isinstance(value, int):
+            return "expected an integer"
+        if not math.isfinite(value) or not self.minimum <= value <= self.maximum:
+            return f"must be from {self.minimum:g} to {self.maximum:g}"
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        kind = "integer" if self.integer else "number"
+        return {"type": kind, "minimum": self.minimum, "maximum": self.maximum}
+
+
+_CONTEXT = OverrideRange(0, 1_048_576)  # 0: the model's own (llama.cpp)
+OVERRIDE_RANGES: dict[str, dict[str, OverrideRange | None]] = {
+    "llama_server": {
+        "context_size": _CONTEXT,
+        "parallel": OverrideRange(1, 256),
+        "image_max_tokens": OverrideRange(1, 65_536),
+        "spec_draft_n_max": OverrideRange(1, 256),
+        "spec_draft_n_min": OverrideRange(0, 256),
+        "spec_draft_p_min": OverrideRange(0, 1, integer=False),
+    },
+    "vllm_serve": {
+        "context_size": OverrideRange(1, 1_048_576),
+        "max_model_len": OverrideRange(1, 1_048_576),
+        "kv_cache_dtype": None,
+        "kv_cache_memory_bytes": OverrideRange(1, 2**50),
+        "gpu_memory_utilization": OverrideRange(0.01, 1, integer=False),
+        "num_speculative_tokens": OverrideRange(1, 64),
+    },
+    "openai_remote": {
+        "timeout_s": OverrideRange(0.1, 3600, integer=False),
+        "max_retries": OverrideRange(0, 10),
+    },
+    "diffusers": {"default_steps": OverrideRange(1, 1000)},
+    "simulated": {
+        "load_s": OverrideRange(0, 3600, integer=False),
+        "ttft_s": OverrideRange(0, 3600, integer=False),
+        "tokens_per_s": OverrideRange(0.001, 1_000_000, integer=False),
+        "output_tokens": OverrideRange(0, 1_000_000),
+    },
+}
 LIVE_OVERRIDES: dict[str, frozenset[str]] = {
-    "llama_server": frozenset(
-        {
-            "context_size",
-            "parallel",
-            "image_max_tokens",
-            "spec_draft_n_max",
-            "spec_draft_n_min",
-            "spec_draft_p_min",
-        }
-    ),
-    "vllm_serve": frozenset(
-        {
-            "context_size",
-            "max_model_len",
-            "kv_cache_dtype",
-            "kv_cache_memory_bytes",
-            "gpu_memory_utilization",
-            "num_speculative_tokens",
-        }
-    ),
-    "openai_remote": frozenset({"timeout_s", "retries"}),
-    "diffusers": frozenset({"num_inference_steps"}),
-    "simulated": frozenset({"load_s", "ttft_s", "tokens_per_s", "output_tokens"}),
+    kind: frozenset(ranges) for kind, ranges in OVERRIDE_RANGES.items()
 }
 _TOP_LEVEL = frozenset({"context_size"})
 
@@ -79,6 +113,10 @@ class AdminService:
                     "capabilities": {
                         "modalities": sorted(model.modalities),
                         "live_overrides": sorted(LIVE_OVERRIDES.get(model.backend, ())),
+                        "override_ranges": {
+                            name: None if rng is None else rng.to_dict()
+                            for name, rng in sorted(OVERRIDE_RANGES.get(model.backend, {}).items())
+                        },
                     },
                     "overrides": self.engine.overrides(mid),
                 }
@@ -108,6 +146,17 @@ class AdminService:
                 code="override_not_allowed",
                 param="overrides",
             )
+        ranges = OVERRIDE_RANGES.get(model.backend, {})
+        for key, value in overrides.items():
+            rng = ranges.get(key)
+            problem = None if rng is None else rng.problem(value)
+            if problem is not None:
+                raise APIError(
+                    400,
+                    f"overrides.{key}: {problem}, got {value!r:.60}",
+                    code="invalid_override",
+                    param=f"overrides.{key}",
+                )
         table_name = backend_table(model.backend)
         table = dict(model.entry.get(table_name) or {})
         patch: dict[str, Any] = {}

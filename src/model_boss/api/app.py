@@ -11,7 +11,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from model_boss.api.admin import AdminService
 from model_boss.api.auth import KeyCheck
-from model_boss.api.errors import APIError, error_response, install_error_handlers
+from model_boss.api.errors import (
+    APIError,
+    document_errors,
+    error_response,
+    install_error_handlers,
+)
 from model_boss.api.metrics import CoordinatorMetrics
 from model_boss.api.routes_admin import router as admin_router
 from model_boss.api.routes_dashboard import router as dashboard_router
@@ -68,6 +73,7 @@ def create_app(
     app.state.metrics = metrics
     app.state.keys = KeyCheck(api_keys, admin_keys)
     install_error_handlers(app)
+    document_errors(app)
     app.include_router(openai_router)
     app.include_router(status_router)
     app.include_router(admin_router)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -10,7 +11,24 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-__all__ = ["APIError", "error_body", "error_response", "install_error_handlers"]
+__all__ = [
+    "APIError",
+    "document_errors",
+    "error_body",
+    "error_response",
+    "install_error_handlers",
+    "public",
+]
+
+# Where a backend listens (``http://127.0.0.1:40123/v1``, ``127.0.0.1:40123``, aiohttp's
+# ``('127.0.0.1', 40123)``) is the coordinator's business, not its clients'.
+_ADDRESS = re.compile(
+    r"\bhttps?://[^\s'\"<>]+"
+    r"|\(\s*'[^']*'\s*,\s*\d+\s*\)"
+    r"|\[[0-9a-fA-F:]+\](?::\d+)?"
+    r"|\b(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?"
+    r"|\blocalhost(?::\d+)?"
+)
 
 _TYPES = {
     400: "invalid_request_error",
@@ -47,6 +65,11 @@ class APIError(Exception):
         self.code = code
         self.param = param
         self.retry_after_s = retry_after_s
+
+
+def public(message: str) -> str:
+    """``message`` without the addresses of backends, for an answer to a client."""
+    return _ADDRESS.sub("<backend>", message)
 
 
 def error_body(
@@ -104,7 +127,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
-        return error_response(APIError(exc.status_code, str(exc.detail), code=code))
+        response = error_response(APIError(exc.status_code, str(exc.detail), code=code))
+        response.headers.update(exc.headers or {})  # a 405's Allow
+        return response
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         import logging
@@ -116,3 +141,52 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(Exception, on_unexpected)
+
+
+_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["message", "type", "param", "code"],
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "param": {"type": ["string", "null"]},
+                "code": {"type": ["string", "null"]},
+            },
+        }
+    },
+}
+
+
+def document_errors(app: FastAPI) -> None:
+    """Make the OpenAPI schema say what the app answers: a request that fails validation
+    gets 400 in the OpenAI error shape (FastAPI's schema would say 422)."""
+    make = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = make()
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.get("responses", {})
+                if responses.pop("422", None) is not None:
+                    responses["400"] = {
+                        "description": "Invalid request",
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/ErrorResponse"}
+                            }
+                        },
+                    }
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+        schemas["ErrorResponse"] = _ERROR_SCHEMA
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

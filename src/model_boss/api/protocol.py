@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 __all__ = [
     "X_FIELDS",
@@ -40,6 +40,13 @@ class QueueFields(_Open):
     x_stay_warm: NonNegative | None = None
     x_cooldown: NonNegative | None = None
     allow_remote: StrictBool = False
+
+    @field_validator("x_priority", mode="before")
+    @classmethod
+    def _priority_is_no_bool(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # true would otherwise be 1: urgent
+            raise ValueError("expected a priority name or number, not true or false")
+        return value
 
 
 class TextPart(_Open):

@@ -37,7 +37,7 @@ async def chat_completions(request: Request, req: ChatCompletionRequest) -> Resp
     service = inference_service(request)
     raw = await _raw(request)
     ctx = service.context(request, req, req.model, images=service.check_images(raw))
-    body = service.forward_body(raw)
+    body = service.forward_body(raw, ctx)
     if req.stream:
         return await service.open_stream(request, ctx, lambda b: b.chat_stream(body))
     result = await service.call(request, ctx, lambda b: b.chat(body))
@@ -48,7 +48,7 @@ async def chat_completions(request: Request, req: ChatCompletionRequest) -> Resp
 async def completions(request: Request, req: CompletionRequest) -> Response:
     service = inference_service(request)
     ctx = service.context(request, req, req.model)
-    body = service.forward_body(await _raw(request))
+    body = service.forward_body(await _raw(request), ctx)
     if req.stream:
         return await service.open_stream(request, ctx, lambda b: b.completions_stream(body))
     result = await service.call(request, ctx, lambda b: b.completions(body))
@@ -59,13 +59,13 @@ async def completions(request: Request, req: CompletionRequest) -> Response:
 async def embeddings(request: Request, req: EmbeddingRequest) -> Response:
     service = inference_service(request)
     ctx = service.context(request, req, req.model)
-    body = service.forward_body(await _raw(request))
+    body = service.forward_body(await _raw(request), ctx)
     result = await service.call(request, ctx, lambda b: b.embeddings(body))
     return json_response({**result.body, "metrics": result.metrics})
 
 
 def _image_body(req: ImageGenerationRequest, raw: dict[str, Any]) -> dict[str, Any]:
-    body = InferenceService.forward_body(raw)
+    body = InferenceService.strip_queue_fields(raw)
     if req.size is None and (req.width or req.height):
         body["size"] = f"{req.width or req.height}x{req.height or req.width}"
     body.pop("width", None)
@@ -92,7 +92,7 @@ async def responses(request: Request, req: ResponsesRequest) -> Response:
     service = inference_service(request)
     raw = await _raw(request)
     ctx = service.context(request, req, req.model, images=service.check_images(raw))
-    body = chat_body_for(req, raw)
+    body = service.forward_body(chat_body_for(req, raw), ctx)
     if req.stream:
         stream = ResponseStream(req.model)
         body["stream"] = True

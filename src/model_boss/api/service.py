@@ -19,10 +19,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from model_boss.api._disconnect import ClientGone, DisconnectWatch
+from model_boss.api._forwarded import NO_CONTEXT_BOUND, check_forwarded
 from model_boss.api._sse import EventStreamResponse
-from model_boss.api.errors import APIError, error_body
+from model_boss.api.errors import APIError, error_body, public
 from model_boss.api.protocol import X_FIELDS, QueueFields
-from model_boss.backends import Backend, BackendError, UnsupportedOperation, UpstreamError
+from model_boss.backends import (
+    AnswerTooLarge,
+    Backend,
+    BackendError,
+    UnsupportedOperation,
+    UpstreamError,
+)
+from model_boss.config import DEFAULT_CONTEXT
 from model_boss.engine import Engine, EngineModel, RequestRejected, Ticket
 from model_boss.priority import parse_priority
 
@@ -145,8 +153,25 @@ class InferenceService:
         )
 
     @staticmethod
-    def forward_body(body: Mapping[str, Any]) -> dict[str, Any]:
+    def strip_queue_fields(body: Mapping[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in body.items() if k not in STRIP}
+
+    def forward_body(self, body: Mapping[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        """What reaches the backend: queue fields stripped, the rest checked against what
+        the model's backend kind accepts (see ``_forwarded``); a bad value is a 400."""
+        model = ctx.model
+        return check_forwarded(
+            model.backend, self.strip_queue_fields(body), self._context(model.model_id)
+        )
+
+    def _context(self, model_id: str) -> int:
+        model = self.engine.models[model_id]
+        if model.backend not in ("llama_server", "vllm_serve"):
+            return NO_CONTEXT_BOUND
+        entry = {**model.entry, **self.engine.overrides(model_id)}
+        table = entry.get("vllm_serve") if model.backend == "vllm_serve" else None
+        size = entry.get("context_size") or (table or {}).get("max_model_len")
+        return size if isinstance(size, int) and size > 0 else DEFAULT_CONTEXT
 
     @staticmethod
     def check_images(body: Mapping[str, Any]) -> bool:
@@ -191,7 +216,7 @@ class InferenceService:
             stats.rejected += 1
             raise APIError(
                 exc.status,
-                exc.reason,
+                public(exc.reason),
                 code=_reject_code(exc.status),
                 retry_after_s=exc.retry_after_s,
             ) from None
@@ -374,12 +399,18 @@ def _as_api_error(exc: BaseException, ticket: Ticket | None = None) -> BaseExcep
         if exc.status is not None and 400 <= exc.status < 500 and exc.status != 429:
             # The request itself was refused upstream (e.g. context exceeded): the
             # client's fault, so not a 5xx that clients would retry.
-            return APIError(exc.status, _upstream_message(exc), code="upstream_rejected")
-        return APIError(502, f"the backend failed: {exc}", code="backend_error")
+            return APIError(exc.status, public(_upstream_message(exc)), code="upstream_rejected")
+        if isinstance(exc, AnswerTooLarge):
+            return APIError(502, public(str(exc)), code="answer_too_large")
+        return APIError(502, f"the backend failed: {public(str(exc))}", code="backend_error")
     if isinstance(exc, BackendError):
-        return APIError(503, f"the backend is not available: {exc}", code="backend_error")
+        return APIError(
+            503, f"the backend is not available: {public(str(exc))}", code="backend_error"
+        )
     if isinstance(exc, OSError):
-        return APIError(502, f"the backend connection failed: {exc}", code="backend_error")
+        return APIError(
+            502, f"the backend connection failed: {public(str(exc))}", code="backend_error"
+        )
     return exc
 
 

@@ -17,6 +17,7 @@ from model_boss.backends._budget import (
 from model_boss.backends._demo_model import DEMO_MODEL_FILE, fetch_demo_model
 from model_boss.backends._diffusers import DiffusersBackend, DiffusersOptions
 from model_boss.backends._errors import (
+    AnswerTooLarge,
     BackendCrashed,
     BackendError,
     BackendNotRunning,
@@ -37,7 +38,7 @@ from model_boss.backends._footprint import (
     measure_backend,
     measure_process_tree,
 )
-from model_boss.backends._http import UpstreamClient
+from model_boss.backends._http import UpstreamClient, max_answer_bytes, set_max_answer_bytes
 from model_boss.backends._llama_server import LlamaServerBackend, LlamaServerOptions
 from model_boss.backends._openai_remote import OpenAIRemoteBackend, OpenAIRemoteOptions
 from model_boss.backends._paths import cache_root, find_llama_server, models_dir
@@ -57,6 +58,7 @@ from model_boss.backends._vllm_serve import VllmServeBackend, VllmServeOptions
 
 __all__ = [
     "BACKEND_KINDS",
+    "AnswerTooLarge",
     "DEMO_MODEL_FILE",
     "Backend",
     "BackendCrashed",
@@ -101,6 +103,8 @@ __all__ = [
     "free_port",
     "measure_backend",
     "measure_process_tree",
+    "max_answer_bytes",
     "models_dir",
     "parse_fractions",
+    "set_max_answer_bytes",
 ]

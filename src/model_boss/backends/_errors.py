@@ -9,6 +9,7 @@ All derive from :class:`model_boss.errors.ModelBossError`::
     ├── BackendNotRunning         a request reached a backend that is not ready
     ├── UnsupportedOperation      (also NotImplementedError) this kind cannot do that request
     └── UpstreamError             the upstream answered with an HTTP error or broke off
+        └── AnswerTooLarge        its answer is larger than the client reads (max_answer_mb)
 
 Messages of process failures end with the last lines the process logged, so that the cause
 (llama-server's own error text, a Python traceback) is in the error itself.
@@ -21,6 +22,7 @@ from collections.abc import Sequence
 from model_boss.errors import ModelBossError
 
 __all__ = [
+    "AnswerTooLarge",
     "BackendCrashed",
     "BackendError",
     "BackendNotRunning",
@@ -81,3 +83,8 @@ class UpstreamError(BackendError):
         super().__init__(message if not body else f"{message}: {body[:2000]}")
         self.status = status
         self.body = body
+
+
+class AnswerTooLarge(UpstreamError):
+    """The upstream's answer (or one event of its stream) is larger than the limit: it was
+    not read whole, and the request fails (502)."""

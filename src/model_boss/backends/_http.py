@@ -27,11 +27,19 @@ import orjson
 from aiohttp.helpers import basicauth_from_netrc, get_env_proxy_for_url, netrc_from_env
 from yarl import URL
 
-from model_boss.backends._errors import UpstreamError
+from model_boss.backends._errors import AnswerTooLarge, UpstreamError
 
-__all__ = ["RETRY_STATUSES", "UpstreamClient", "split_sse_events"]
+__all__ = [
+    "RETRY_STATUSES",
+    "UpstreamClient",
+    "max_answer_bytes",
+    "set_max_answer_bytes",
+    "split_sse_events",
+]
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+DEFAULT_MAX_ANSWER_BYTES = 16 * 1024 * 1024
+_limits = {"answer": DEFAULT_MAX_ANSWER_BYTES}
 KEEPALIVE_S = 3.0
 _EVENT_END = re.compile(rb"\r?\n\r?\n")
 
@@ -43,11 +51,26 @@ def _dumps(body: Mapping[str, Any]) -> bytes:
         return json.dumps(body).encode()
 
 
+def set_max_answer_bytes(limit: int) -> None:
+    """The most bytes a buffered (non-streamed) answer or one SSE event may have, for every
+    client made from now on (the service's ``max_answer_mb``)."""
+    if limit < 1:
+        raise ValueError(f"the answer limit must be positive, got {limit}")
+    _limits["answer"] = limit
+
+
+def max_answer_bytes() -> int:
+    return _limits["answer"]
+
+
 def _loads(raw: bytes) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:  # json's verdict (it takes NaN; its error is the same type)
-        return json.loads(raw)
+        try:
+            return json.loads(raw)
+        except (ValueError, RecursionError) as exc:  # garbage, or nested too deep
+            raise UpstreamError(f"the backend's answer is not valid JSON: {exc}"[:300]) from None
 
 
 def split_sse_events(buffer: bytes) -> tuple[list[bytes], bytes]:
@@ -67,6 +90,8 @@ class UpstreamClient:
     ``retries`` applies to connection failures and to 429/502/503/504 answers that came
     before any byte of a response was handed to the caller. ``pool_streams``: keep the
     connection of a stream that was read to its end (see the module docstring).
+    ``max_answer``: the most bytes of a buffered answer, or of one SSE event, that are read
+    (default: :func:`max_answer_bytes`); past it :class:`AnswerTooLarge` is raised.
     """
 
     def __init__(
@@ -82,6 +107,7 @@ class UpstreamClient:
         secrets: Sequence[str] = (),
         trust_env: bool = False,
         pool_streams: bool = False,
+        max_answer: int | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.base_url = base_url.rstrip("/")
@@ -94,6 +120,7 @@ class UpstreamClient:
         self._secrets = tuple(s for s in secrets if s)
         self._trust_env = trust_env
         self._pool_streams = pool_streams
+        self._max_answer = max_answer or max_answer_bytes()
         self._sleep = sleep
         self._session: aiohttp.ClientSession | None = None
         self._via: dict[str, Any] = {}
@@ -195,10 +222,30 @@ class UpstreamClient:
         async with session.get(self.base_url + path, timeout=timeout, **self._via) as response:
             return response.status, await response.read()
 
+    async def _read(self, response: aiohttp.ClientResponse, path: str) -> bytes:
+        """The whole body, read up to the answer limit; past it the connection is closed."""
+        limit = self._max_answer
+        too_large = AnswerTooLarge(
+            f"the backend's answer to {path} is larger than {limit} bytes"
+            " (the coordinator's max_answer_mb)"
+        )
+        if response.content_length is not None and response.content_length > limit:
+            response.close()
+            raise too_large
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                response.close()
+                raise too_large
+            chunks.append(chunk)
+        return b"".join(chunks)
+
     async def get_json(self, path: str, *, timeout_s: float | None = None) -> Any:
         response = await self._send("GET", path, None, self._timeout(timeout_s))
         try:
-            return _loads(await response.read())
+            return _loads(await self._read(response, path))
         finally:
             response.release()
 
@@ -207,7 +254,7 @@ class UpstreamClient:
     ) -> dict[str, Any]:
         response = await self._send("POST", path, body, self._timeout(timeout_s))
         try:
-            raw = await response.read()
+            raw = await self._read(response, path)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise UpstreamError(f"reading {self.base_url}{path} failed: {exc}") from None
         finally:
@@ -229,6 +276,11 @@ class UpstreamClient:
                 events, rest = split_sse_events(rest + chunk if rest else chunk)
                 for event in events:
                     yield event
+                if len(rest) > self._max_answer:
+                    raise AnswerTooLarge(
+                        f"an event of the backend's stream from {path} is larger than"
+                        f" {self._max_answer} bytes (the coordinator's max_answer_mb)"
+                    )
             if rest.strip():
                 yield rest
         except (aiohttp.ClientError, TimeoutError) as exc:

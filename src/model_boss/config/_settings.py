@@ -12,6 +12,7 @@ that file wrote it.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -44,6 +45,12 @@ class ServiceSettings:
     port: int = 8210
     log_level: str = "info"
     models_root: str | None = None  # where relative model paths start
+    max_queue: int = 10_000  # requests waiting before new ones get 429
+    max_answer_mb: float = 16.0  # the largest non-streamed backend answer read (else 502)
+    max_connections: int = 1000  # open client connections; more get 503 and are closed
+    backlog: int = 2048  # connections the kernel queues before they are accepted
+    header_timeout_s: float = 10.0  # a request head must arrive within this
+    keep_alive_s: float = 5.0  # an idle keep-alive connection is closed after this
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +96,34 @@ def settings_from_mapping(
                 f"{where.at((str(key),))}: unknown section (expected service, models)"
             )
     service = _service(data.get("service", {}), where)
+    service = _connections(service, data.get("service", {}), where)
     models = parse_manifest(data.get("models", {}), where, models_root=service.models_root)
     return Settings(service, models, sources)
+
+
+def _connections(
+    service: ServiceSettings, raw: Mapping[str, Any], origins: Origins
+) -> ServiceSettings:
+    """``service`` with the connection limits of its table (see api/_connection_guard.py)."""
+    values: dict[str, Any] = {}
+    for key, kind, low, high in (
+        ("max_connections", int, 1, 1_000_000),
+        ("backlog", int, 1, 1_000_000),
+        ("header_timeout_s", float, 0.1, 3600.0),
+        ("keep_alive_s", float, 1.0, 3600.0),
+    ):
+        if key not in raw:
+            continue
+        value = raw[key]
+        bad = isinstance(value, bool) or not isinstance(value, int | float)
+        if bad or (kind is int and not isinstance(value, int)) or not low <= value <= high:
+            word = "an integer" if kind is int else "a number"
+            raise ConfigError(
+                f"{origins.at(('service', key))}: must be {word} from {low:g} to {high:g}"
+                f" (got {value!r})"
+            )
+        values[key] = kind(value)
+    return dataclasses.replace(service, **values)
 
 
 def _source(name: str, data: Mapping[str, Any]) -> Source:
@@ -129,4 +162,10 @@ def _service(raw: Any, origins: Origins) -> ServiceSettings:
     root = raw.get("models_root")
     if root is not None and (not isinstance(root, str) or not root):
         fail("models_root", "must be a non-empty string")
-    return ServiceSettings(host, port, level.lower(), root)
+    max_queue = raw.get("max_queue", 10_000)
+    if isinstance(max_queue, bool) or not isinstance(max_queue, int) or max_queue < 1:
+        fail("max_queue", f"must be a positive integer (got {max_queue!r})")
+    answer = raw.get("max_answer_mb", 16.0)
+    if isinstance(answer, bool) or not isinstance(answer, int | float) or not 0 < answer <= 4096:
+        fail("max_answer_mb", f"must be a number above 0, at most 4096 (got {answer!r})")
+    return ServiceSettings(host, port, level.lower(), root, max_queue, float(answer))

@@ -14,6 +14,7 @@ from model_boss.engine._from_config import (
     default_models,
     engine_models,
     load_seconds_estimate,
+    service_limits,
 )
 from model_boss.engine._ledger import SlotLedger
 
@@ -27,5 +28,6 @@ __all__ = [
     "Ticket",
     "default_models",
     "engine_models",
+    "service_limits",
     "load_seconds_estimate",
 ]

@@ -176,6 +176,9 @@ class Engine(EngineUsage):
         self._tickets: dict[str, Ticket] = {}
         self._slots: dict[int, _SlotRuntime] = {}
         self._overrides: dict[str, dict[str, Any]] = {}
+        # per model, the overrides in force before a load changed them, until a start with
+        # the new ones succeeds; a start that fails with them puts these back
+        self._proven: dict[str, dict[str, Any]] = {}
         self._load_waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._releasing: set[asyncio.Task[Any]] = set()  # ReleaseLease effects in flight
@@ -357,7 +360,9 @@ class Engine(EngineUsage):
         if model not in self.models:
             raise RequestRejected(f"unknown model {model!r}", 404)
         if overrides:
-            self._overrides[model] = _deep_merge(self._overrides.get(model, {}), overrides)
+            previous = self._overrides.get(model, {})
+            self._proven.setdefault(model, previous)
+            self._overrides[model] = _deep_merge(previous, overrides)
         waiter: asyncio.Future[None] | None = None
         if wait_s is not None and not self._has_ready_slot(model):
             waiter = asyncio.get_running_loop().create_future()
@@ -605,7 +610,8 @@ class Engine(EngineUsage):
 
     async def _start(self, rt: _SlotRuntime) -> None:
         model = self.models[rt.model]
-        entry = _deep_merge(model.entry, self._overrides.get(rt.model, {}))
+        used = self._overrides.get(rt.model, {})
+        entry = _deep_merge(model.entry, used)
         gpus = [g for g in (self.ledger.gpu_index(p) for p in rt.pools) if g is not None]
         started = self._clock()
 
@@ -628,10 +634,13 @@ class Engine(EngineUsage):
         except Exception as exc:
             self.counters["load_failures"] += 1
             log.warning("loading %s failed: %s", rt.model, exc)
+            self._drop_unproven(rt.model, used)
             self._fail_load_waiters(rt.model, str(exc))
             self._post(SlotFailed(self._clock(), rt.slot_id, str(exc)))
             return
         rt.ready_at = self._clock()
+        if self._overrides.get(rt.model, {}) is used:
+            self._proven.pop(rt.model, None)  # the overrides it started with work
         self.counters["loads"] += 1
         self.load_seconds.append(rt.ready_at - started)
         measured = footprint.total_vram_mb if gpus else footprint.ram_mb
@@ -639,6 +648,18 @@ class Engine(EngineUsage):
             if not waiter.done():
                 waiter.set_result(None)
         self._post(SlotReady(self._clock(), rt.slot_id, measured or None))
+
+    def _drop_unproven(self, model: str, used: dict[str, Any]) -> None:
+        """A start with overrides no start has succeeded with failed: put back the ones in
+        force before, so that later requests and loads do not fail the same way."""
+        if model not in self._proven or self._overrides.get(model, {}) is not used:
+            return
+        previous = self._proven.pop(model)
+        log.warning("%s: dropping the live overrides %s (its start failed with them)", model, used)
+        if previous:
+            self._overrides[model] = previous
+        else:
+            self._overrides.pop(model, None)
 
     def _fail_load_waiters(self, model: str, reason: str) -> None:
         for waiter in self._load_waiters.pop(model, []):

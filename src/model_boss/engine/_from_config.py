@@ -7,12 +7,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from model_boss.backends import backend_table, models_dir
+from model_boss.backends import backend_table, models_dir, set_max_answer_bytes
 from model_boss.backends._demo_model import DEMO_MODEL_FILE
-from model_boss.config import ModelSpec, Settings, vram_for
+from model_boss.config import ModelSpec, ServiceSettings, Settings, vram_for
 from model_boss.engine._engine import EngineModel
 from model_boss.errors import ConfigError
-from model_boss.scheduling import SPLITTABLE_BACKENDS, ModelProfile
+from model_boss.scheduling import SPLITTABLE_BACKENDS, ModelProfile, SchedulerConfig
 
 __all__ = [
     "DEMO_MODEL_ID",
@@ -20,6 +20,7 @@ __all__ = [
     "engine_models",
     "lease_mb",
     "load_seconds_estimate",
+    "service_limits",
 ]
 
 DEMO_MODEL_ID = "smollm2"
@@ -32,6 +33,14 @@ _READ_MB_PER_S = 2000.0
 
 def load_seconds_estimate(backend: str, vram_mb: int) -> float:
     return _STARTUP_S.get(backend, 1.0) + vram_mb / _READ_MB_PER_S
+
+
+def service_limits(service: ServiceSettings) -> SchedulerConfig:
+    """Apply the service's limits: the largest buffered backend answer (``max_answer_mb``,
+    for every backend started from now on), and the scheduler config with its queue bound
+    (``max_queue``)."""
+    set_max_answer_bytes(max(1, round(service.max_answer_mb * 1024 * 1024)))
+    return SchedulerConfig(max_queue=service.max_queue)
 
 
 def _entry(spec: ModelSpec) -> dict[str, Any]:
