@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from model_boss.cli._serve_keys import add_key_arguments, service_keys
+from model_boss.cli._serve_limits import add_limit_arguments, connection_limits
 
 __all__ = ["register"]
 
@@ -29,6 +30,7 @@ def register(groups: Any) -> None:
     )
     serve.add_argument("--ledger", default=None, help="ledger URL (default: SQLite, or Redis)")
     add_key_arguments(serve)
+    add_limit_arguments(serve)
     serve.add_argument(
         "--usage-interval",
         type=float,
@@ -44,9 +46,10 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from model_boss.api import create_app
+    from model_boss.api._connection_guard import uvicorn_options
     from model_boss.config import Settings, load_settings, parse_manifest
     from model_boss.devices import hostname
-    from model_boss.engine import Engine, SlotLedger, default_models, engine_models
+    from model_boss.engine import Engine, SlotLedger, default_models, engine_models, service_limits
     from model_boss.leases import GPUBoss, RAMBoss, default_state_dir
 
     api_keys, admin_keys = service_keys(args)
@@ -75,6 +78,7 @@ def _serve(args: argparse.Namespace) -> int:
     engine = Engine(
         models,
         ledger,
+        config=service_limits(settings.service),
         log_dir=str(log_dir),
         demand_file=default_state_dir() / "demand.json",
         usage_interval_s=args.usage_interval or None,
@@ -93,5 +97,7 @@ def _serve(args: argparse.Namespace) -> int:
         f"ledger {ledger.url}; pools {pools}",
         flush=True,
     )
-    uvicorn.run(app, host=host, port=port, log_level=level.lower(), access_log=False)
+    limits = connection_limits(args, settings.service)
+    options = uvicorn_options(limits)
+    uvicorn.run(app, host=host, port=port, log_level=level.lower(), access_log=False, **options)
     return 0
