@@ -1,0 +1,64 @@
+"""``model-boss serve``'s connection limits: flags over the settings' service table."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from model_boss.api._connection_guard import ConnectionLimits
+    from model_boss.config import ServiceSettings
+
+__all__ = ["add_limit_arguments", "connection_limits"]
+
+
+def add_limit_arguments(parser: Any) -> None:
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=None,
+        metavar="N",
+        help="open client connections; more are answered 503 and closed (default 1000)",
+    )
+    parser.add_argument(
+        "--backlog",
+        type=int,
+        default=None,
+        metavar="N",
+        help="connections the kernel queues before they are accepted (default 2048)",
+    )
+    parser.add_argument(
+        "--header-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="close a connection whose request head is not complete this long (default 10)",
+    )
+    parser.add_argument(
+        "--keep-alive",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="close an idle keep-alive connection after this long (default 5)",
+    )
+
+
+def connection_limits(args: argparse.Namespace, service: ServiceSettings) -> ConnectionLimits:
+    """The limits to serve with (the open-files limit raised, the cap fitted to it)."""
+    from model_boss.api._connection_guard import ConnectionLimits, fit_to_file_limit
+
+    for flag, value, low in (
+        ("--max-connections", args.max_connections, 1),
+        ("--backlog", args.backlog, 1),
+        ("--header-timeout", args.header_timeout, 0.1),
+        ("--keep-alive", args.keep_alive, 1),
+    ):
+        if value is not None and value < low:
+            raise SystemExit(f"model-boss serve: {flag} must be at least {low:g}")
+    limits = ConnectionLimits(
+        max_connections=args.max_connections or service.max_connections,
+        backlog=args.backlog or service.backlog,
+        header_timeout_s=args.header_timeout or service.header_timeout_s,
+        keep_alive_s=args.keep_alive or service.keep_alive_s,
+    )
+    return fit_to_file_limit(limits)
