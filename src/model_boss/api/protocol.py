@@ -1,7 +1,8 @@
 """Wire models of the HTTP API (OpenAI shapes plus the ``x_*`` queue fields).
 
 Request models validate what the coordinator itself relies on and let every other
-OpenAI field through untouched (``extra="allow"``): the backend decides about those.
+field through (``extra="allow"``); what of it reaches a backend, and within which ranges,
+is decided per backend kind by ``_forwarded.check_forwarded``.
 """
 
 from __future__ import annotations
