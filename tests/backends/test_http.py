@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from model_boss.backends import UpstreamClient, UpstreamError, free_port
+from model_boss.backends import AnswerTooLarge, UpstreamClient, UpstreamError, free_port
 from model_boss.backends._http import split_sse_events
 
 
@@ -121,5 +121,55 @@ async def test_an_error_status_before_the_stream_is_an_upstream_error(
         assert caught.value.status == 400
         assert "context too long" in caught.value.body
         assert "answered 400" in str(caught.value)
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def big_server() -> AsyncIterator[str]:
+    """Answers of 1 MiB: with a Content-Length, chunked without one, one endless SSE event."""
+    big = b'{"pad": "' + b"x" * (1024 * 1024) + b'"}'
+
+    async def sized(request: web.Request) -> web.Response:
+        return web.Response(body=big, content_type="application/json")
+
+    async def chunked(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for start in range(0, len(big), 4096):
+            await response.write(big[start : start + 4096])
+        return response
+
+    async def event(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(b"data: " + big)  # never ends the event
+        return response
+
+    app = web.Application()
+    app.router.add_post("/sized", sized)
+    app.router.add_post("/chunked", chunked)
+    app.router.add_post("/event", event)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+async def test_answers_over_the_limit_are_not_read_whole(big_server: str) -> None:
+    client = UpstreamClient(big_server, max_answer=64 * 1024)
+    try:
+        for path in ("/sized", "/chunked"):
+            with pytest.raises(AnswerTooLarge, match="larger than 65536 bytes"):
+                await client.post_json(path, {})
+        with pytest.raises(AnswerTooLarge, match="event"):
+            async for _ in client.stream("/event", {}):
+                pass
+        roomy = UpstreamClient(big_server, max_answer=2 * 1024 * 1024)
+        assert len((await roomy.post_json("/chunked", {}))["pad"]) == 1024 * 1024
+        await roomy.aclose()
     finally:
         await client.aclose()
