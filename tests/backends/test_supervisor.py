@@ -221,6 +221,31 @@ def test_an_empty_gpu_list_hides_every_gpu_and_none_inherits() -> None:
     assert ProcessSpec(argv=("x",), name="x").child_env(base)["CUDA_VISIBLE_DEVICES"] == "0"
 
 
+def test_a_child_gets_the_allowed_variables_and_the_manifests_never_the_keys() -> None:
+    base = {
+        "PATH": "/usr/bin",
+        "HOME": "/home/u",
+        "LC_ALL": "C.UTF-8",
+        "HF_HOME": "/cache/hf",
+        "CUDA_CACHE_PATH": "/cache/cuda",
+        "MODEL_BOSS_API_KEYS": "user-key",
+        "MODEL_BOSS_ADMIN_KEYS_FILE": "/etc/keys",
+        "OPENAI_API_KEY": "sk-1",
+        "AWS_SECRET_ACCESS_KEY": "s",
+        "RANDOM_THING": "x",
+    }
+    spec = ProcessSpec(argv=("x",), name="x", env={"RANDOM_THING": "chosen", "MY_FLAG": "1"})
+    assert spec.child_env(base) == {
+        "PATH": "/usr/bin",
+        "HOME": "/home/u",
+        "LC_ALL": "C.UTF-8",
+        "HF_HOME": "/cache/hf",
+        "CUDA_CACHE_PATH": "/cache/cuda",
+        "RANDOM_THING": "chosen",  # the manifest names what it wants passed
+        "MY_FLAG": "1",
+    }
+
+
 async def test_very_long_output_lines_are_kept(tmp_path: Path) -> None:
     code = "print('x' * 200_000); print('after', flush=True)"
     process = SupervisedProcess(python_spec(code, tmp_path=tmp_path))
