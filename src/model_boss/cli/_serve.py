@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from model_boss.cli._serve_keys import add_key_arguments, service_keys
-from model_boss.cli._serve_limits import add_limit_arguments, connection_limits
+from model_boss.cli._serve_limits import add_limit_arguments, connection_limits, queue_settings
 
 __all__ = ["register"]
 
@@ -78,7 +78,7 @@ def _serve(args: argparse.Namespace) -> int:
     engine = Engine(
         models,
         ledger,
-        config=service_limits(settings.service),
+        config=service_limits(queue_settings(args, settings.service)),
         log_dir=str(log_dir),
         demand_file=default_state_dir() / "demand.json",
         usage_interval_s=args.usage_interval or None,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from model_boss.api._connection_guard import ConnectionLimits
     from model_boss.config import ServiceSettings
 
-__all__ = ["add_limit_arguments", "connection_limits"]
+__all__ = ["add_limit_arguments", "connection_limits", "queue_settings"]
 
 
 def add_limit_arguments(parser: Any) -> None:
@@ -35,12 +36,28 @@ def add_limit_arguments(parser: Any) -> None:
         help="close a connection whose request head is not complete this long (default 10)",
     )
     parser.add_argument(
+        "--max-queue",
+        type=int,
+        default=None,
+        metavar="N",
+        help="requests waiting at once; more are answered 429 (default 10000)",
+    )
+    parser.add_argument(
         "--keep-alive",
         type=float,
         default=None,
         metavar="SECONDS",
         help="close an idle keep-alive connection after this long (default 5)",
     )
+
+
+def queue_settings(args: argparse.Namespace, service: ServiceSettings) -> ServiceSettings:
+    """The service settings with ``--max-queue`` over the settings' ``max_queue``."""
+    if args.max_queue is None:
+        return service
+    if args.max_queue < 0:
+        raise SystemExit("model-boss serve: --max-queue must be at least 0")
+    return dataclasses.replace(service, max_queue=args.max_queue)
 
 
 def connection_limits(args: argparse.Namespace, service: ServiceSettings) -> ConnectionLimits:
