@@ -11,7 +11,9 @@ from typing import Any
 from model_boss.cli._serve_keys import add_key_arguments, service_keys
 from model_boss.cli._serve_limits import add_limit_arguments, connection_limits, queue_settings
 
-__all__ = ["register"]
+__all__ = ["LOG_LEVELS", "register"]
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 def register(groups: Any) -> None:
@@ -38,7 +40,13 @@ def register(groups: Any) -> None:
         metavar="SECONDS",
         help="measure each loaded model's real memory this often (default 2; 0: never)",
     )
-    serve.add_argument("--log-level", default=None)
+    serve.add_argument(
+        "--log-level",
+        type=str.lower,
+        choices=LOG_LEVELS,
+        default=None,
+        help="default: the settings' (info)",
+    )
     serve.set_defaults(handler=_serve)
 
 
