@@ -122,7 +122,7 @@ def _model_card(service: InferenceService, model_id: str) -> dict[str, Any]:
 async def list_models(request: Request) -> Response:
     service = inference_service(request)
     data = [
-        _model_card(service, mid) for mid, m in service.engine.models.items() if m.profile.enabled
+        _model_card(service, mid) for mid in service.engine.models if service.engine.serves(mid)
     ]
     return json_response({"object": "list", "data": data})
 
@@ -131,6 +131,6 @@ async def list_models(request: Request) -> Response:
 async def get_model(request: Request, model_id: str) -> Response:
     service = inference_service(request)
     model = service.engine.models.get(model_id)
-    if model is None or not model.profile.enabled:
+    if model is None or not service.engine.serves(model_id):
         raise APIError(404, f"the model {model_id!r} does not exist", code="model_not_found")
     return json_response(_model_card(service, model_id))

@@ -118,7 +118,7 @@ class InferenceService:
         self, request: Request, parsed: QueueFields, model_id: str, *, images: bool = False
     ) -> RequestContext:
         model = self.engine.models.get(model_id)
-        if model is None or not model.profile.enabled:
+        if model is None or not self.engine.serves(model_id):
             raise APIError(
                 404, f"the model {model_id!r} does not exist", code="model_not_found", param="model"
             )

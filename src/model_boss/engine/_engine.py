@@ -447,6 +447,15 @@ class Engine(EngineUsage):
                 return str(state.value)
         return "failed" if SlotState.FAILED in states else "unloaded"
 
+    def serves(self, model: str) -> bool:
+        """Whether ``model`` takes requests: enabled, or disabled but loaded by an admin."""
+        m = self.models.get(model)
+        if m is None:
+            return False
+        return m.profile.enabled or any(
+            s.model == model and s.live for s in self.scheduler.pool.slots.values()
+        )
+
     def _has_ready_slot(self, model: str) -> bool:
         return any(
             s.model == model and s.state is SlotState.READY
