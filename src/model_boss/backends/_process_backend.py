@@ -63,6 +63,9 @@ class ProcessOptions:
     start_timeout_s: float = 300.0
     stop_grace_s: float = 10.0
     request_timeout_s: float = 600.0
+    thinking: bool | None = None
+    """The manifest's ``thinking``: ``chat_template_kwargs.enable_thinking`` on each chat
+    request that does not set it (None: the chat template's own default)."""
 
     @classmethod
     def read(cls, reader: EntryReader, *, start_timeout_s: float) -> ProcessOptions:
@@ -74,7 +77,15 @@ class ProcessOptions:
             start_timeout_s=_positive(reader, "start_timeout_s", start_timeout_s),
             stop_grace_s=_positive(reader, "stop_grace_s", 10.0),
             request_timeout_s=_positive(reader, "request_timeout_s", 600.0),
+            thinking=_thinking(reader),
         )
+
+
+def _thinking(reader: EntryReader) -> bool | None:
+    path, value = reader.raw("thinking", top=True)
+    if value is not None and not isinstance(value, bool):
+        raise reader.error(path, "expected true or false", value)
+    return value
 
 
 def _positive(reader: EntryReader, key: str, default: float) -> float:
@@ -310,13 +321,22 @@ class ProcessBackend:
             out["stream"] = stream
         return out
 
+    def _chat_body(self, body: JSONBody, stream: bool) -> dict[str, Any]:
+        out = self._body(body, stream)
+        thinking = self._process_options.thinking
+        kwargs = out.get("chat_template_kwargs")
+        if thinking is not None and (kwargs is None or isinstance(kwargs, dict)):
+            # The request's own enable_thinking wins over the manifest's default.
+            out["chat_template_kwargs"] = {"enable_thinking": thinking, **(kwargs or {})}
+        return out
+
     async def chat(self, body: JSONBody) -> dict[str, Any]:
         client = self._ready_client(Capability.CHAT)
-        return await client.post_json("/v1/chat/completions", self._body(body, False))
+        return await client.post_json("/v1/chat/completions", self._chat_body(body, False))
 
     def chat_stream(self, body: JSONBody) -> AsyncIterator[bytes]:
         client = self._ready_client(Capability.CHAT)
-        return client.stream("/v1/chat/completions", self._body(body, True))
+        return client.stream("/v1/chat/completions", self._chat_body(body, True))
 
     async def completions(self, body: JSONBody) -> dict[str, Any]:
         client = self._ready_client(Capability.COMPLETIONS)

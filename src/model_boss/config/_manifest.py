@@ -76,7 +76,9 @@ class ModelSpec:
     stay_warm: float | None = None
     context_size: int | None = None
     chat_template: str | None = None
-    thinking: bool = False
+    thinking: bool | None = None
+    """``enable_thinking`` for the chat template on every request that does not say
+    (None: the template's own default)."""
     endpoints: tuple[str, ...] = ()
     modalities: tuple[str, ...] = ("text",)
     pipeline_type: str | None = None
@@ -309,7 +311,7 @@ def _parse_model(
         stay_warm=e.seconds("stay_warm"),
         context_size=context_size,
         chat_template=e.text("chat_template"),
-        thinking=e.flag("thinking", False),
+        thinking=e.flag("thinking", False) if e.table.get("thinking") is not None else None,
         endpoints=e.words("endpoints") or DEFAULT_ENDPOINTS[category],
         modalities=e.words("modalities") or ("text",),
         pipeline_type=e.text("pipeline_type"),

@@ -47,7 +47,8 @@ def _entry(spec: ModelSpec) -> dict[str, Any]:
     """The manifest entry as the backends read it: common fields on top, the backend's
     own table under the name that backend kind reads."""
     entry: dict[str, Any] = {}
-    for key in ("path", "context_size", "chat_template", "pipeline_type", "dtype", "name"):
+    fields = ("path", "context_size", "chat_template", "thinking", "pipeline_type", "dtype", "name")
+    for key in fields:
         value = getattr(spec, key)
         if value is not None:
             entry[key] = value
