@@ -21,6 +21,7 @@ from starlette.responses import Response
 from model_boss.api._disconnect import ClientGone, DisconnectWatch
 from model_boss.api._forwarded import NO_CONTEXT_BOUND, check_forwarded
 from model_boss.api._sse import EventStreamResponse
+from model_boss.api._stream_metrics import with_metrics
 from model_boss.api.errors import APIError, error_body, public
 from model_boss.api.protocol import X_FIELDS, QueueFields
 from model_boss.backends import (
@@ -111,6 +112,10 @@ class InferenceService:
         self.dispatch_observers: list[Callable[[int, float], None]] = []
         self.clients: dict[str, ClientStats] = {}
         self.observers: list[Callable[[str, str, float, bool], None]] = []
+        # (model, prompt tokens, completion tokens) of each answer that says its usage
+        self.token_observers: list[Callable[[str, int, int], None]] = []
+        # (model, seconds from arrival to the first event) of each stream
+        self.first_token_observers: list[Callable[[str, float], None]] = []
 
     # -- admission --------------------------------------------------------------------------
 
@@ -263,6 +268,7 @@ class InferenceService:
         finally:
             watch.close()
         backend_s = time.perf_counter() - t0
+        self._observe_tokens(ctx, body.get("usage"))
         return CallResult(body, self.metrics(ctx, ticket, backend_s, body.get("usage")))
 
     async def open_stream(
@@ -297,8 +303,11 @@ class InferenceService:
         assert chunks is not None
         stream: AsyncIterator[bytes] = chunks
         state.first_at = time.perf_counter()
+        for first_token in self.first_token_observers:
+            first_token(ctx.model.model_id, state.first_at - ctx.started)
         service = self
         responses = wrap is not None
+        events = wrap if wrap is not None else with_metrics
 
         async def passthrough() -> AsyncIterator[bytes]:
             if first:
@@ -311,7 +320,7 @@ class InferenceService:
             source = passthrough()
             try:
                 try:
-                    async for chunk in wrap(source, state) if wrap is not None else source:
+                    async for chunk in events(source, state):
                         if b'"usage"' in chunk and chunk.startswith(b"data: {"):
                             state.usage = _usage_of(chunk) or state.usage
                         yield chunk
@@ -322,6 +331,7 @@ class InferenceService:
                 await _close(stream)
                 service.engine.finish(ticket, ok)
                 service._observe(ctx, ok)
+                service._observe_tokens(ctx, state.usage)
 
         state.service, state.ctx, state.ticket = self, ctx, ticket
         return EventStreamResponse(
@@ -360,6 +370,15 @@ class InferenceService:
         elapsed = time.perf_counter() - ctx.started
         for observer in self.observers:
             observer(ctx.model.model_id, ctx.client, elapsed, ok)
+
+    def _observe_tokens(self, ctx: RequestContext, usage: Any) -> None:
+        if not isinstance(usage, dict):
+            return
+        prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
+        output = usage.get("completion_tokens", usage.get("output_tokens"))
+        counts = [n if isinstance(n, int) else 0 for n in (prompt, output)]
+        for observer in self.token_observers:
+            observer(ctx.model.model_id, counts[0], counts[1])
 
     def metrics(
         self, ctx: RequestContext, ticket: Ticket, backend_s: float, usage: Any
