@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from model_boss._version import __version__
 from model_boss.client import InferenceClient, ModelBoss, SyncInferenceClient, SyncModelBoss
 from model_boss.devices import Device
 from model_boss.errors import (
@@ -39,6 +40,6 @@ __all__ = [
     "SyncModelBoss",
     "SyncRAMBoss",
     "UnknownDevice",
+    "__version__",
     "parse_priority",
 ]
-__version__ = "0.1.0"

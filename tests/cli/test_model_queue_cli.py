@@ -123,21 +123,21 @@ def test_model_load_no_wait_and_unload_text(
     assert out.startswith("unloading vision: ")
 
 
-def test_model_errors_exit_2_with_the_reason(
+def test_model_errors_exit_1_with_the_reason(
     coordinator: ThreadedServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, err = run(capsys, "model", "load", "nope", "--url", coordinator.url)
-    assert (code, out) == (2, "")
+    assert (code, out) == (1, "")
     assert "ModelNotFound" in err
     assert "nope" in err
     code, _, err = run(
         capsys, "model", "load", "a", "--set", "binary=/bin/sh", "--url", coordinator.url
     )
-    assert code == 2
+    assert code == 1
     assert "InvalidRequest" in err
     assert "binary" in err
     code, _, err = run(capsys, "model", "list", "--url", f"http://127.0.0.1:{free_port()}")
-    assert code == 2
+    assert code == 1
     assert "CoordinatorUnavailable" in err
 
 
@@ -160,10 +160,10 @@ def test_url_and_key_come_from_the_environment(
     with ThreadedServer(api_keys=["user-key"], admin_keys=["admin-key"]) as srv:
         monkeypatch.setenv("MODEL_BOSS_URL", srv.url)
         code, _, err = run(capsys, "model", "list")
-        assert code == 2
+        assert code == 1
         assert "AuthenticationFailed" in err
         code, _, err = run(capsys, "model", "list", "--api-key", "user-key")
-        assert code == 2
+        assert code == 1
         assert "admin" in err
         assert run_json(capsys, "queue", "status", "--api-key", "user-key")["depth"] == 0
         monkeypatch.setenv("MODEL_BOSS_API_KEY", "admin-key")

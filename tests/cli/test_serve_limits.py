@@ -6,6 +6,7 @@ import argparse
 
 import pytest
 
+from model_boss.cli import UsageError
 from model_boss.cli._serve_limits import add_limit_arguments, queue_settings
 from model_boss.config import ServiceSettings
 from model_boss.engine import service_limits
@@ -25,5 +26,5 @@ def test_the_queue_bound_comes_from_the_flag_over_the_settings() -> None:
 
 
 def test_a_negative_queue_bound_is_refused() -> None:
-    with pytest.raises(SystemExit, match="--max-queue must be at least 0"):
+    with pytest.raises(UsageError, match="--max-queue must be at least 0"):
         queue_settings(parse("--max-queue", "-1"), ServiceSettings())

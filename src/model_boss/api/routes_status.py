@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from model_boss._version import __version__
 from model_boss.api._state import inference_service, json_response
 
 __all__ = ["router"]
@@ -21,6 +22,7 @@ async def health(request: Request) -> Response:
     return json_response(
         {
             "status": "ok",
+            "version": __version__,
             "models": len(engine.models),
             "queue_depth": engine.scheduler.queue_length,
             "running": engine.scheduler.running,

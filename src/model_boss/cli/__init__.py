@@ -2,6 +2,10 @@
 
 Each command group lives in its own module that exposes ``register(subparsers)``;
 the handler a group installs returns the process exit code.
+
+Exit codes: 0 success, 1 a runtime error (the coordinator or the ledger failed, a model
+did not load), 2 a usage error (bad arguments: argparse's own, or :class:`UsageError`),
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -11,9 +15,11 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 
-from model_boss.errors import ModelBossError
+from model_boss._version import __version__
+from model_boss.cli._usage import UsageError
+from model_boss.errors import InvalidLeaseRequest, ModelBossError
 
-__all__ = ["main"]
+__all__ = ["UsageError", "main"]
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -26,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="model-boss",
         description="Share GPUs and RAM between programs for ML inference.",
     )
+    parser.add_argument("--version", action="version", version=f"model-boss {__version__}")
     groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
     for name in GROUPS:
         importlib.import_module(f"model_boss.cli.{name}").register(groups)
@@ -38,8 +45,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args)
+    except (UsageError, InvalidLeaseRequest) as exc:  # the request came from the arguments
+        print(f"model-boss: error: {exc}", file=sys.stderr)
+        return 2
     except ModelBossError as exc:
         print(f"model-boss: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
+        return 1
     except KeyboardInterrupt:
         return 130

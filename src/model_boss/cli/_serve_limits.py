@@ -6,6 +6,8 @@ import argparse
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
+from model_boss.cli._usage import UsageError
+
 if TYPE_CHECKING:
     from model_boss.api._connection_guard import ConnectionLimits
     from model_boss.config import ServiceSettings
@@ -56,7 +58,7 @@ def queue_settings(args: argparse.Namespace, service: ServiceSettings) -> Servic
     if args.max_queue is None:
         return service
     if args.max_queue < 0:
-        raise SystemExit("model-boss serve: --max-queue must be at least 0")
+        raise UsageError("serve: --max-queue must be at least 0")
     return dataclasses.replace(service, max_queue=args.max_queue)
 
 
@@ -71,7 +73,7 @@ def connection_limits(args: argparse.Namespace, service: ServiceSettings) -> Con
         ("--keep-alive", args.keep_alive, 1),
     ):
         if value is not None and value < low:
-            raise SystemExit(f"model-boss serve: {flag} must be at least {low:g}")
+            raise UsageError(f"serve: {flag} must be at least {low:g}")
     limits = ConnectionLimits(
         max_connections=args.max_connections or service.max_connections,
         backlog=args.backlog or service.backlog,

@@ -6,10 +6,13 @@ import os
 
 import httpx
 
+from model_boss._version import __version__
+
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT_S",
     "DEFAULT_TIMEOUT_S",
     "DEFAULT_URL",
+    "USER_AGENT",
     "Settings",
     "resolve_api_key",
     "resolve_base_url",
@@ -19,7 +22,7 @@ DEFAULT_URL = "http://localhost:8210"
 #: Inference waits in the coordinator's queue and for a model to load: be patient by default.
 DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_CONNECT_TIMEOUT_S = 5.0
-_USER_AGENT = "model-boss-client/0.1.0"
+USER_AGENT = f"model-boss-client/{__version__}"
 
 
 def resolve_base_url(base_url: str | None = None) -> str:
@@ -59,7 +62,7 @@ class Settings:
         self.client_id = client_id
 
     def headers(self) -> dict[str, str]:
-        headers = {"User-Agent": _USER_AGENT, "Accept": "application/json"}
+        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         return headers
