@@ -49,6 +49,8 @@ DEFAULT_ENDPOINTS: dict[str, tuple[str, ...]] = {
     "diffusion": ("generate-image",),
 }
 
+#: A ``vision`` model reads images: it takes them unless ``modalities`` says otherwise.
+_DEFAULT_MODALITIES: dict[str, tuple[str, ...]] = {"vision": ("text", "image")}
 _NEEDS_PATH = frozenset({"llama_server", "diffusers"})
 _OFF_BOX = frozenset({"openai_remote"})  # needs no memory here, so no vram_mb either
 _KV_CACHE_KEYS = ("cache_type_k", "cache_type_v")
@@ -257,6 +259,12 @@ def _parse_model(
     table = dict(raw)
     e = _Entry(model_id, table, origins)
     category = e.text("category", CATEGORIES) or "llm"
+    if category == "audio":
+        e.fail(
+            "category",
+            "audio: no backend serves speech yet (llama-server cannot transcribe); "
+            "leave the model out until an audio backend exists",
+        )
     backend_raw = table.get("backend")
     if isinstance(backend_raw, str):
         table["backend"] = backend_raw.replace("-", "_")
@@ -313,7 +321,7 @@ def _parse_model(
         chat_template=e.text("chat_template"),
         thinking=e.flag("thinking", False) if e.table.get("thinking") is not None else None,
         endpoints=e.words("endpoints") or DEFAULT_ENDPOINTS[category],
-        modalities=e.words("modalities") or ("text",),
+        modalities=e.words("modalities") or _DEFAULT_MODALITIES.get(category, ("text",)),
         pipeline_type=e.text("pipeline_type"),
         dtype=e.text("dtype"),
         replicas=replicas,
