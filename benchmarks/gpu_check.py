@@ -464,11 +464,14 @@ def cold_request(client: httpx.Client, url: str, model: str) -> float | str:
     return round(time.monotonic() - started, 2)
 
 
-def metric(text: str, name: str) -> float:
+def metric(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples of ``name`` whose labels include ``labels`` (0 if none)."""
+    wanted = [f'{key}="{value}"' for key, value in labels.items()]
+    total = 0.0
     for line in text.splitlines():
-        if line.startswith((name + " ", name + "{")):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+        if line.startswith((name + " ", name + "{")) and all(w in line for w in wanted):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -597,12 +600,13 @@ def drive(
     }
     metrics = client.get(url + "/metrics").text
     report["coordinator"] = {
-        "loads": metric(metrics, "model_boss_loads"),
-        "evictions": metric(metrics, "model_boss_evictions"),
-        "load_failures": metric(metrics, "model_boss_load_failures"),
+        "loads": metric(metrics, "model_boss_loads_total"),
+        "evictions": metric(metrics, "model_boss_evictions_total", reason="room")
+        + metric(metrics, "model_boss_evictions_total", reason="preemption"),
+        "load_failures": metric(metrics, "model_boss_load_failures_total"),
         "load_seconds_mean": round(
-            metric(metrics, "model_boss_load_seconds_sum")
-            / max(1.0, metric(metrics, "model_boss_load_seconds_count")),
+            metric(metrics, "model_boss_load_duration_seconds_sum")
+            / max(1.0, metric(metrics, "model_boss_load_duration_seconds_count")),
             2,
         ),
     }

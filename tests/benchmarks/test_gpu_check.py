@@ -138,6 +138,29 @@ def test_audit_sees_an_over_commit_of_the_device() -> None:
 
 
 @pytest.mark.slow
+def test_metric_sums_the_samples_of_a_name_with_the_labels_asked_for() -> None:
+    text = "\n".join(
+        [
+            "# TYPE model_boss_loads_total counter",
+            "model_boss_loads_total 3.0",
+            "# TYPE model_boss_evictions_total counter",
+            'model_boss_evictions_total{reason="room"} 2.0',
+            'model_boss_evictions_total{reason="preemption"} 1.0',
+            'model_boss_evictions_total{reason="idle"} 5.0',
+            "# TYPE model_boss_load_duration_seconds histogram",
+            'model_boss_load_duration_seconds_bucket{le="+Inf"} 3.0',
+            "model_boss_load_duration_seconds_count 3.0",
+            "model_boss_load_duration_seconds_sum 1.5",
+        ]
+    )
+    assert gc.metric(text, "model_boss_loads_total") == 3
+    assert gc.metric(text, "model_boss_evictions_total") == 8
+    assert gc.metric(text, "model_boss_evictions_total", reason="room") == 2
+    assert gc.metric(text, "model_boss_load_duration_seconds_sum") == 1.5
+    assert gc.metric(text, "model_boss_load_duration_seconds_count") == 3
+    assert gc.metric(text, "model_boss_loads") == 0  # a prefix is not the name
+
+
 def test_runs_here_says_there_is_no_gpu_and_checks_the_ram_pool(tmp_path: Path) -> None:
     out = tmp_path / "report.json"
     run = subprocess.run(
@@ -171,4 +194,7 @@ def test_runs_here_says_there_is_no_gpu_and_checks_the_ram_pool(tmp_path: Path) 
     assert all(isinstance(s, float) for s in report["load_s"].values()), report["load_s"]
     assert report["mixed"]["answers_by_status"].get("200", 0) > 0
     assert report["tokens_per_s"]["coordinator"] > 0
+    coordinator = report["coordinator"]
+    assert coordinator["loads"] >= 3  # read from model_boss_loads_total
+    assert coordinator["load_seconds_mean"] > 0
     assert report["tokens_per_s"]["direct"] > 0

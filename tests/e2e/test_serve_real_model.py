@@ -161,7 +161,7 @@ def test_queue_and_status_endpoints(coordinator: str) -> None:
     assert gpu["gpus"] == []
     assert gpu["pools"][0]["pool"].endswith(":ram")
     metrics = httpx.get(f"{coordinator}/metrics").text
-    assert "model_boss_leased_mb" in metrics
+    assert "model_boss_leased_bytes" in metrics
 
 
 def test_the_same_through_the_sdk(coordinator: str) -> None:

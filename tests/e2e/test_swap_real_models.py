@@ -88,7 +88,7 @@ def test_alternating_requests_swap_and_the_pinned_model_stays(coordinator: str) 
     evictions = next(
         float(line.split()[1])
         for line in metrics.splitlines()
-        if line.startswith("model_boss_evictions ")
+        if line.startswith('model_boss_evictions_total{reason="room"} ')
     )
     assert evictions >= 3
     gpu = httpx.get(f"{coordinator}/api/v1/gpu/status").json()["gpus"][0]

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from model_boss._version import __version__
 from model_boss.api.admin import AdminService
 from model_boss.api.auth import KeyCheck
 from model_boss.api.errors import (
@@ -60,13 +61,15 @@ def create_app(
 
     app = FastAPI(
         title="model-boss coordinator",
-        version="0.1.0",
+        version=__version__,
         description="OpenAI-compatible inference over a shared pool of models and GPUs.",
         lifespan=lifespan,
     )
     service = InferenceService(engine)
     metrics = CoordinatorMetrics(engine)
     service.observers.append(metrics.observe_request)
+    service.token_observers.append(metrics.observe_tokens)
+    service.first_token_observers.append(metrics.observe_first_token)
     service.dispatch_observers.append(metrics.observe_dispatch)
     app.state.service = service
     app.state.admin = AdminService(engine)

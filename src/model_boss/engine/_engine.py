@@ -186,7 +186,8 @@ class Engine(EngineUsage):
         self._runner: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._ids = itertools.count(1)
-        self.counters: dict[str, int] = {"loads": 0, "evictions": 0, "load_failures": 0}
+        self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
+        self.unloads: collections.Counter[str] = collections.Counter()  # per stop_reason()
         self.load_seconds: list[float] = []
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -537,6 +538,7 @@ class Engine(EngineUsage):
             rt = self._slots.get(effect.slot_id)
             if effect.evicted:
                 self.counters["evictions"] += 1
+            self.unloads[stop_reason(effect)] += 1
             if effect.error:
                 log.warning("stopping slot %s: %s", effect.slot_id, effect.reason)
                 self.stopped_for_errors.append(
@@ -607,6 +609,7 @@ class Engine(EngineUsage):
             while True:
                 done, _ = await asyncio.wait({asked, lost}, return_when=asyncio.FIRST_COMPLETED)
                 if lost in done:
+                    self.counters["leases_lost"] += 1
                     break
                 await self._ask_preempt(lease)
                 # Asked again, more urgently (the scheduler may have declined the first ask).
@@ -625,6 +628,7 @@ class Engine(EngineUsage):
         started = self._clock()
 
         def on_failure(exc: BackendCrashed) -> None:
+            self.counters["backend_crashes"] += 1
             self._post(SlotFailed(self._clock(), rt.slot_id, str(exc)))
 
         try:
@@ -707,6 +711,22 @@ class Engine(EngineUsage):
                 await rt.backend.stop()
         await self._release(rt)
         self._slots.pop(rt.slot_id, None)
+
+
+#: What ``Engine.counters`` counts: models loaded, loads that failed, slots evicted to make
+#: room (for a model or a more urgent lease holder), leases lost, backends that crashed.
+COUNTERS = ("loads", "load_failures", "evictions", "leases_lost", "backend_crashes")
+
+
+def stop_reason(effect: StopSlot) -> str:
+    """Why a slot is stopped, as one word: ``preemption`` (a more urgent lease holder asked
+    for the memory), ``room`` (another model needs it), ``overuse`` (it used more than its
+    lease), ``idle``, ``admin`` (an unload), else ``other``."""
+    if effect.evicted:
+        return "preemption" if effect.reason.startswith("preempted") else "room"
+    if effect.error:
+        return "overuse"
+    return {"idle": "idle", "admin unload": "admin"}.get(effect.reason, "other")
 
 
 def _deep_merge(base: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
