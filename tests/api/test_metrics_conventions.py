@@ -228,3 +228,23 @@ def test_promtool_check_metrics_passes_where_promtool_is_installed() -> None:
             [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60
         )
         assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+async def test_load_failures_backend_crashes_and_lost_leases_are_counted() -> None:
+    url = f"memory://metrics-{secrets.token_hex(4)}"
+    boss = GPUBoss(url, [Device(0, 10_000)], host="t", ttl_s=0.6)
+    broken = sim_model("broken", entry={"simulated": {"fail_start": True}})
+    models = [sim_model("a"), sim_model("b"), broken]
+    engine = Engine(models, SlotLedger(boss, None), config=SchedulerConfig(batch_window_s=0.0))
+    async with Server(engine) as srv, httpx.AsyncClient(base_url=srv.url, timeout=30) as http:
+        assert (await http.post("/v1/chat/completions", json=chat("broken"))).status_code >= 500
+        for model in ("a", "b"):
+            assert (await http.post("/v1/chat/completions", json=chat(model))).status_code == 200
+        slots = {rt.model: rt for rt in engine._slots.values() if rt.backend is not None}
+        slots["a"].backend.crash()  # type: ignore[union-attr]
+        slots["b"].leases[0].lost.set()  # as if it could not be renewed in time
+        assert await until(lambda: engine.model_state("b") != "ready")
+        found = samples((await http.get("/metrics")).text)
+    assert value(found, "model_boss_load_failures_total") >= 1
+    assert value(found, "model_boss_backend_crashes_total") == 1
+    assert value(found, "model_boss_leases_lost_total") == 1
