@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from model_boss import Device, GPUBoss
+from model_boss import Device, GPUBoss, RAMBoss
 from model_boss.cli import main
 from model_boss.leases import LeaseRequest
 
@@ -83,7 +83,7 @@ async def test_gpu_cleanup_removes_leases_of_dead_processes(
     assert json.loads(capsys.readouterr().out) == {"removed": 1}
 
 
-def test_ram_status_analyze_and_clear(ledger: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_ram_status_and_analyze(ledger: str, capsys: pytest.CaptureFixture[str]) -> None:
     status = run_json(capsys, "ram", "status", "--ledger", ledger, "--json")
     pools = status["pools"]
     assert isinstance(pools, list)
@@ -94,20 +94,57 @@ def test_ram_status_analyze_and_clear(ledger: str, capsys: pytest.CaptureFixture
     memory = analysis["memory"]
     assert isinstance(memory, dict)
     assert memory["total_mb"] > 0
-    cleared = run_json(capsys, "ram", "clear", "conservative", "--json")
-    assert cleared["mode"] == "conservative"
-    actions = cleared["actions"]
-    assert isinstance(actions, list)
-    assert actions[0].startswith("gc.collect")
 
 
-def test_aggressive_clear_keeps_the_page_cache_unless_asked(
-    capsys: pytest.CaptureFixture[str],
+async def test_ram_clear_asks_the_ram_pools_holders_to_release(
+    ledger: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    cleared = run_json(capsys, "ram", "clear", "aggressive", "--json")
-    actions = cleared["actions"]
-    assert isinstance(actions, list)
-    assert any("page cache kept" in a for a in actions)
+    # Another program's lease: `ram clear` runs in its own process (here its own loop), so
+    # only the ledger can reach the holder; what it frees in itself would free nothing.
+    async with RAMBoss(ledger, host="cli") as ram, GPUBoss(ledger, host="cli") as gpu:
+        held = await ram.acquire(500, model_id="kit-model", timeout=1)
+        on_gpu = await gpu.acquire(vram_mb=1000, gpu=0, timeout=1)
+        argv = ["ram", "clear", "--ledger", ledger, "--json"]
+        assert await _in_thread(main, argv) == 0
+        cleared = json.loads(capsys.readouterr().out)
+        assert cleared["asked"] == 1
+        assert cleared["pool"] == "cli:ram"
+        assert "page_cache" not in cleared
+        await held.renew()
+        await on_gpu.renew()
+        assert held.preempted.is_set()
+        assert held.preempt_reason == "ram clear requested from the CLI"
+        assert not on_gpu.preempted.is_set()
+        await held.release()
+        await on_gpu.release()
+
+
+def test_ram_clear_drops_the_page_cache_only_as_root_and_when_asked(
+    ledger: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    drop = tmp_path / "drop_caches"
+    monkeypatch.setattr("model_boss.cli._ram.DROP_CACHES", drop)
+    monkeypatch.setattr("model_boss.cli._ram.os.sync", lambda: None)
+    monkeypatch.setattr("model_boss.cli._ram.os.geteuid", lambda: 1000)
+    assert main(["ram", "clear", "--drop-page-cache", "--ledger", ledger, "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["page_cache"] == "kept: dropping it needs root"
+    assert not drop.exists()
+    monkeypatch.setattr("model_boss.cli._ram.os.geteuid", lambda: 0)
+    assert main(["ram", "clear", "--ledger", ledger, "--json"]) == 0
+    capsys.readouterr()
+    assert not drop.exists()
+    assert main(["ram", "clear", "--drop-page-cache", "--ledger", ledger, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["page_cache"] == "dropped"
+    assert drop.read_text() == "1\n"
+
+
+def test_ram_clear_has_no_in_process_modes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["ram", "clear", "aggressive"])
+    assert exited.value.code == 2
 
 
 def test_bad_ledger_url_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:

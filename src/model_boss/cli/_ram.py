@@ -5,18 +5,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import os
+from pathlib import Path
 from typing import Any
 
 from model_boss.cli._ledger_args import add_ledger_args, cleanup_command, show_pools
 from model_boss.cli._table import print_json, render_table
-from model_boss.devices import CacheManager, CleanupMode, MemoryAnalyzer, ProcessMonitor
+from model_boss.devices import MemoryAnalyzer, ProcessMonitor
 from model_boss.leases import RAMBoss
 
 __all__ = ["register"]
 
+DROP_CACHES = Path("/proc/sys/vm/drop_caches")
+
 
 def register(groups: Any) -> None:
-    ram = groups.add_parser("ram", help="host RAM: leases, pressure analysis, cache cleanup")
+    ram = groups.add_parser("ram", help="host RAM: leases, pressure analysis, release, cleanup")
     verbs = ram.add_subparsers(dest="verb", metavar="VERB", required=True)
 
     status = verbs.add_parser("status", help="RAM pool capacity, used, free and live leases")
@@ -28,14 +32,18 @@ def register(groups: Any) -> None:
     analyze.add_argument("--top", type=int, default=5, help="how many processes to list")
     analyze.set_defaults(handler=_analyze)
 
-    clear = verbs.add_parser("clear", help="free memory: gc, framework caches, page cache")
-    clear.add_argument("mode", nargs="?", default="auto", choices=[m.value for m in CleanupMode])
+    clear = verbs.add_parser(
+        "clear",
+        help="ask the RAM pool's lease holders to release (idle models unload); "
+        "with --drop-page-cache, as root, drop the kernel's page cache",
+    )
+    add_ledger_args(clear)
+    clear.add_argument("--reason", default="ram clear requested from the CLI")
     clear.add_argument(
         "--drop-page-cache",
         action="store_true",
-        help="with aggressive (or auto under critical pressure): drop the page cache (root)",
+        help="also drop the kernel's page cache (needs root; it refills on demand)",
     )
-    clear.add_argument("--json", action="store_true")
     clear.set_defaults(handler=_clear)
 
     cleanup = verbs.add_parser("cleanup", help="remove RAM leases of dead local processes")
@@ -95,18 +103,39 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _clear(args: argparse.Namespace) -> int:
-    report = CacheManager().cleanup(args.mode, drop_page_cache=args.drop_page_cache)
-    if args.json:
-        print_json({**dataclasses.asdict(report), "mode": report.mode.value})
-        return 0
-    print(f"mode: {report.mode.value}")
-    for action in report.actions:
-        print(f"  - {action}")
-    print(
-        f"available: {report.available_before_mb} -> {report.available_after_mb} MiB "
-        f"(freed {report.freed_mb} MiB)"
-    )
-    return 0
+    """Ask every holder of a RAM lease on the ledger to give it back, as ``gpu drain``
+    does for a GPU: each decides (the coordinator unloads the models it holds idle, a
+    program sees ``lease.preempted``). Memory held outside the ledger is not touched."""
+
+    async def run() -> int:
+        async with RAMBoss(args.ledger) as boss:
+            before = MemoryAnalyzer().snapshot().available_mb
+            asked = await boss.drain(boss.pool, args.reason)
+            page_cache = _drop_page_cache() if args.drop_page_cache else None
+            out = {"asked": asked, "pool": boss.pool, "available_mb": before}
+            if page_cache is not None:
+                out["page_cache"] = page_cache
+            if args.json:
+                print_json(out)
+            else:
+                print(f"asked {asked} lease holder(s) to release {boss.pool}")
+                if page_cache is not None:
+                    print(f"page cache: {page_cache}")
+                print(f"available now: {before} MiB (holders release on their own)")
+            return 1 if page_cache == _NEEDS_ROOT else 0
+
+    return asyncio.run(run())
+
+
+_NEEDS_ROOT = "kept: dropping it needs root"
+
+
+def _drop_page_cache() -> str:
+    if os.geteuid() != 0:
+        return _NEEDS_ROOT
+    os.sync()
+    DROP_CACHES.write_text("1\n")
+    return "dropped"
 
 
 def _cleanup(args: argparse.Namespace) -> int:
