@@ -197,3 +197,39 @@ def test_with_keys_the_dashboard_asks_for_one_and_then_shows_everything(
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
+
+
+def test_a_key_without_admin_rights_sees_every_panel_it_may(browser: Any, tmp_path: Path) -> None:
+    proc, base = coordinator(tmp_path, MODEL_BOSS_API_KEYS="user-key", MODEL_BOSS_ADMIN_KEYS="adm")
+    try:
+        body = {
+            "model": "sim",
+            "messages": [{"role": "user", "content": "hi"}],
+            "x_client_id": "bob",
+        }
+        headers = {"Authorization": "Bearer user-key"}
+        r = httpx.post(f"{base}/v1/chat/completions", json=body, headers=headers, timeout=60)
+        assert r.status_code == 200, r.text
+        page = browser.new_page()
+        page.goto(f"{base}/dashboard")
+        page.wait_for_selector("#error:not([hidden])")
+        page.fill("#api-key", "user-key")
+        page.click("#key-form button")
+        page.wait_for_selector("body[data-loaded=true]")
+        # The admin API refuses this key; the other panels do not fail with it.
+        page.wait_for_selector('#models tr[data-model="sim"][data-state="ready"]')
+        assert sorted(cells(page, "#models tbody tr td:first-child")) == ["other", "sim"]
+        assert cells(page, '#models tr[data-model="sim"] td')[:3] == ["sim", "simulated", "ready"]
+        assert page.locator("#models button").count() == 0
+        assert "an admin key shows" in page.locator("#models-note").inner_text()
+        assert page.locator(".pool").count() == 1
+        assert "6000 MB leased" in page.locator(".pool h3").first.inner_text()
+        assert cells(page, '#clients tr[data-client="bob"] td')[:2] == ["bob", "1"]
+        assert page.locator("#pools-note").is_hidden()
+        assert page.locator("#clients-note").is_hidden()
+        assert page.locator("#error").is_hidden()
+        assert "2 models" in page.locator("#summary").inner_text()
+        page.close()
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)

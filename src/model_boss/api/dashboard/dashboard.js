@@ -325,6 +325,39 @@ function showError(message) {
   el.hidden = !message;
 }
 
+// A models table for a key that may not call the admin API: what /v1/models shows
+// (id, backend, state), without replicas, memory or the load/unload buttons.
+function renderModelList(list) {
+  fill("models", list.data.map((m) => row([
+    cell(m.id), cell(m.backend), cell(m.state, `state-${m.state}`),
+    cell(""), cell(""), cell(""), cell(""), cell(""), cell(""), cell(""),
+  ], { model: m.id, state: m.state, readonly: "true" })));
+}
+
+// A panel's own note: what this key may not see there (empty: nothing to say).
+function panelNote(id, message) {
+  const el = document.getElementById(`${id}-note`);
+  el.textContent = message;
+  el.hidden = !message;
+}
+
+function refused(e) {
+  return e instanceof HttpError && (e.status === 401 || e.status === 403);
+}
+
+// One endpoint's answer, or why it failed: a refused call fails its own panel only.
+async function settle(path) {
+  try {
+    return { value: await getJSON(path), error: null };
+  } catch (e) {
+    return { value: null, error: e };
+  }
+}
+
+function panelError(e) {
+  return refused(e) ? `${e.message} (this key may not see it)` : `cannot load: ${e.message}`;
+}
+
 let timer = null;
 let keepError = false; // an admin action's error stays until the next admin action
 
@@ -332,25 +365,43 @@ async function refresh() {
   clearTimeout(timer);
   try {
     const [health, gpu, admin, queue, requestors] = await Promise.all([
-      getJSON("/health"), getJSON("/api/v1/gpu/status"), getJSON("/v1/admin/models"),
-      getJSON("/v1/queue"), getJSON("/v1/requestors"),
+      settle("/health"), settle("/api/v1/gpu/status"), settle("/v1/admin/models"),
+      settle("/v1/queue"), settle("/v1/requestors"),
     ]);
-    renderSummary(health, gpu);
-    renderPools(gpu);
+    let models = admin;
+    let modelsNote = "";
+    if (admin.error && refused(admin.error)) {
+      models = await settle("/v1/models");
+      modelsNote = "an admin key shows replicas, memory and the load/unload buttons";
+    }
+    if (health.value) renderSummary(health.value, gpu.value || { ledger: "?" });
+    if (gpu.value) renderPools(gpu.value);
+    panelNote("pools", gpu.error ? panelError(gpu.error) : "");
     // Not while someone types into a settings form: re-rendering would take their cursor.
     if (!document.activeElement || !document.activeElement.closest("#models form")) {
-      renderModels(admin);
+      if (admin.value) renderModels(admin.value);
+      else if (models.value) renderModelList(models.value);
     }
-    renderQueue(queue);
-    renderClients(requestors);
-    if (!keepError) showError("");
-    document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
-    document.body.dataset.loaded = "true";
-  } catch (e) {
-    if (e instanceof HttpError && (e.status === 401 || e.status === 403)) {
-      showError(`${e.message} — enter an API key (an admin key shows the models)`);
-    } else {
-      showError(`cannot reach the coordinator: ${e.message}`);
+    panelNote("models", models.error ? panelError(models.error) : modelsNote);
+    if (queue.value) renderQueue(queue.value);
+    panelNote("queue", queue.error ? panelError(queue.error) : "");
+    if (requestors.value) renderClients(requestors.value);
+    panelNote("clients", requestors.error ? panelError(requestors.error) : "");
+
+    const results = [gpu, models, queue, requestors];
+    const shown = results.filter((r) => r.value).length;
+    const unreachable = [health, ...results].find((r) => r.error && !(r.error instanceof HttpError));
+    if (unreachable) {
+      showError(`cannot reach the coordinator: ${unreachable.error.message}`);
+    } else if (shown === 0) {
+      const first = results.find((r) => r.error).error;
+      showError(`${first.message} — enter an API key (an admin key shows the models)`);
+    } else if (!keepError) {
+      showError("");
+    }
+    if (shown > 0) {
+      document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+      document.body.dataset.loaded = "true";
     }
   } finally {
     timer = setTimeout(refresh, POLL_MS);
