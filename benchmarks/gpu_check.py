@@ -429,7 +429,13 @@ class Sampler(threading.Thread):
         self.join(10)
 
 
-def chat(client: httpx.Client, url: str, model: str, tokens: int) -> tuple[int, float, int]:
+def chat(
+    client: httpx.Client,
+    url: str,
+    model: str,
+    tokens: int,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, float, int]:
     body = {
         "model": model,
         "messages": [{"role": "user", "content": "Tell me a long story about a lighthouse."}],
@@ -438,17 +444,24 @@ def chat(client: httpx.Client, url: str, model: str, tokens: int) -> tuple[int, 
         "temperature": 0.7,
     }
     started = time.monotonic()
-    reply = client.post(url + "/v1/chat/completions", json=body)
+    reply = client.post(url + "/v1/chat/completions", json=body, headers=headers)
     wall = time.monotonic() - started
     if reply.status_code != 200:
         return reply.status_code, wall, 0
     return 200, wall, int(reply.json().get("usage", {}).get("completion_tokens", 0))
 
 
-def tokens_per_s(client: httpx.Client, url: str, model: str, rounds: int, tokens: int) -> float:
+def tokens_per_s(
+    client: httpx.Client,
+    url: str,
+    model: str,
+    rounds: int,
+    tokens: int,
+    headers: dict[str, str] | None = None,
+) -> float:
     done, wall = 0, 0.0
     for _ in range(rounds):
-        status, seconds, count = chat(client, url, model, tokens)
+        status, seconds, count = chat(client, url, model, tokens, headers)
         if status == 200:
             done, wall = done + count, wall + seconds
     return done / wall if wall else 0.0
@@ -592,7 +605,11 @@ def drive(
     tracked[:] = _backend_pids(client, url)
     via = tokens_per_s(client, url, model_id, 3, 128)
     port = _backend_port(client, url, model_id)
-    direct = tokens_per_s(client, f"http://127.0.0.1:{port}", model_id, 3, 128) if port else 0.0
+    key = _backend_key(client, url, model_id)
+    auth = {"Authorization": f"Bearer {key}"} if key else None
+    direct = (
+        tokens_per_s(client, f"http://127.0.0.1:{port}", model_id, 3, 128, auth) if port else 0.0
+    )
     report["tokens_per_s"] = {
         "coordinator": round(via, 1),
         "direct": round(direct, 1),
@@ -648,6 +665,24 @@ def _backend_pids(client: httpx.Client, url: str) -> list[int]:
     return [
         int(s["backend"]["pid"]) for s in _slots(client, url) if (s.get("backend") or {}).get("pid")
     ]
+
+
+def _backend_key(client: httpx.Client, url: str, model: str) -> str | None:
+    """The key the coordinator gave its child (``LLAMA_API_KEY`` in the child's environment,
+    readable by the same user): the direct measurement calls the child as the coordinator
+    does."""
+    for s in _slots(client, url):
+        pid = (s.get("backend") or {}).get("pid")
+        if s["model"] != model or not pid:
+            continue
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            return None
+        for item in environ:
+            if item.startswith(b"LLAMA_API_KEY="):
+                return item.split(b"=", 1)[1].decode()
+    return None
 
 
 def _backend_port(client: httpx.Client, url: str, model: str) -> int | None:
